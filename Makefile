@@ -1,0 +1,49 @@
+# stanflow -- the two commands are `make run` and `make test`; both create .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stanflow-installed
+export STANFLOW_HOME ?= $(CURDIR)/.stanflow
+DATE ?=
+
+.PHONY: help setup run test test-fast lint airflow bench bench-sim compile clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+setup: $(STAMP)  ## create .venv and install stanflow editable with its pinned stack (quiet when up to date)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing stanflow and its pinned stack into $(VENV) (about 2 minutes the first time)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip > $(VENV)/install.log 2>&1
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]' >> $(VENV)/install.log 2>&1 \
+		|| { tail -n 40 $(VENV)/install.log; echo "setup: pip install failed; full log in $(VENV)/install.log"; exit 1; }
+	@touch $@
+
+run: setup  ## one daily cycle on the embedded default world (for now: simulate it if absent and summarise)
+	@if [ ! -f "$(STANFLOW_HOME)/raw/_world.json" ]; then $(BIN)/stanflow simulate; fi
+	@$(BIN)/stanflow world
+
+test: setup  ## the whole suite: code, data, model and integration tests
+	@$(BIN)/python -m pytest
+
+lint: setup  ## ruff
+	@$(BIN)/ruff check .
+
+airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the README)
+	@mkdir -p "$(STANFLOW_HOME)/airflow"
+	AIRFLOW_HOME="$(STANFLOW_HOME)/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/airflow standalone
+
+bench: bench-sim  ## every benchmark; results under bench/results/
+
+bench-sim: setup  ## simulator throughput (impressions/s) per preset
+	@$(BIN)/python bench/simulator_speed.py --out bench/results/simulator.json
+
+compile:  ## compile the Kubeflow pipeline to IR YAML (arrives with the pipeline, issue #5)
+	@echo "compile: the Kubeflow pipeline is not built yet (issue #5); nothing to compile" >&2; exit 2
+
+clean:  ## remove the data home (raw data, features, runs); keeps .venv
+	rm -rf "$(STANFLOW_HOME)"

@@ -1,0 +1,1 @@
+"""stanflow: the application's face -- typed settings and the `stanflow` command."""
