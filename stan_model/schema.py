@@ -42,7 +42,7 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("event_ts", TS, nullable=False),  # impression time; its UTC date is the partition
         pa.field("position", pa.int16(), nullable=False),  # rank of the impression in its session
         pa.field("click", pa.int8(), nullable=False),  # 0/1
-        pa.field("stay_seconds", pa.float32(), nullable=False),  # dwell after a click; 0 if none
+        pa.field("stay_seconds", pa.float32(), nullable=False),  # dwell on the item; 0 if none
         pa.field("order", pa.int8(), nullable=False),  # 0/1 conversion (implies click)
     ]
 )
