@@ -181,5 +181,10 @@ def world(ctx) -> None:
         click.echo(f"  {day}  {rows:>10,} impressions")
 
 
+from stanflow.cli_registry import registry  # noqa: E402
+
+main.add_command(registry)
+
+
 if __name__ == "__main__":
     main()
