@@ -34,7 +34,6 @@ FLOAT = pa.float64()
 STR = pa.string()
 
 
-
 class LoaderError(ValueError):
     """A source file cannot be mapped into the raw-data contract; the message says where and why."""
 
