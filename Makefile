@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stanflow-installed
 export STANFLOW_HOME ?= $(CURDIR)/.stanflow
 DATE ?=
 
-.PHONY: help setup run test test-fast lint airflow bench bench-sim compile clean
+.PHONY: help setup run test test-fast lint airflow bench bench-sim bench-features compile clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -37,10 +37,13 @@ airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the READM
 	AIRFLOW_HOME="$(STANFLOW_HOME)/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/airflow standalone
 
-bench: bench-sim  ## every benchmark; results under bench/results/
+bench: bench-sim bench-features  ## every benchmark; results under bench/results/
 
 bench-sim: setup  ## simulator throughput (impressions/s) per preset
 	@$(BIN)/python bench/simulator_speed.py --out bench/results/simulator.json
+
+bench-features: setup  ## feature build wall time on the wechat world (target 60 s) -> bench/results/features.json
+	@$(BIN)/python bench/feature_build.py --preset wechat --serve-last-day --out bench/results/features.json
 
 compile:  ## compile the Kubeflow pipeline to IR YAML (arrives with the pipeline, issue #5)
 	@echo "compile: the Kubeflow pipeline is not built yet (issue #5); nothing to compile" >&2; exit 2

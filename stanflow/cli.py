@@ -185,6 +185,9 @@ from stanflow.cli_registry import registry  # noqa: E402
 
 main.add_command(registry)
 
+from stanflow.cli_features import features  # noqa: E402
+
+main.add_command(features)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,217 @@
+"""Feast for one data home: render its config, apply the definitions, materialize, look up.
+
+The declarative repo (``feature_store.yaml``, ``definitions.py``) is shared by every home; what
+differs per home -- the registry, the SQLite file, the offline Parquet -- is rendered into
+``$STANFLOW_HOME/feast/`` (layout.py), never into the checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import io
+import logging
+import string
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from feature_repo import layout
+from stanflow.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+Entity = Literal["user", "item"]
+CONFIG_TEMPLATES = {
+    "sqlite": layout.REPO_DIR / "feature_store.yaml",
+    "redis": layout.REPO_DIR / "feature_store.redis.yaml",
+}
+
+
+class NotValidatedError(RuntimeError):
+    """Materialization refused: the day has no passing validation for its current files."""
+
+
+def _settings_for(home: Path, settings: Settings | None) -> Settings:
+    settings = settings or get_settings()
+    return settings.model_copy(update={"home": Path(home).resolve()})
+
+
+def render_config(home: str | Path, settings: Settings | None = None) -> Path:
+    """Write ``$home/feast/feature_store.yaml`` from the repo's template for the online store.
+
+    ``${STANFLOW_HOME}`` and ``${STANFLOW_REDIS_URL}`` are filled from the settings (the same
+    values ``feast`` would take from the environment), so the rendered file needs no variables.
+    """
+    s = _settings_for(Path(home), settings)
+    template = CONFIG_TEMPLATES[s.online_store]
+    values = {"STANFLOW_HOME": str(s.home), "STANFLOW_REDIS_URL": s.redis_url}
+    # Comments are dropped: they talk about ${VAR}s that are not for filling in.
+    lines = [ln for ln in template.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    try:
+        text = string.Template("\n".join(lines) + "\n").substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(
+            f"{template}: unknown placeholder {exc}; only ${{STANFLOW_HOME}} and "
+            "${STANFLOW_REDIS_URL} are filled in"
+        ) from exc
+    out = layout.feast_dir(s.home) / "feature_store.yaml"
+    text = f"# Rendered by stanflow from {template.name}; edit that file instead.\n{text}"
+    if not out.exists() or out.read_text() != text:  # lookups should not rewrite it each time
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return out
+
+
+def open_store(home: str | Path, settings: Settings | None = None) -> FeatureStore:
+    from feast import FeatureStore
+
+    config = render_config(home, settings)
+    return FeatureStore(repo_path=str(layout.REPO_DIR), fs_yaml_file=config)
+
+
+def definitions_for(home: str | Path) -> list[Any]:
+    """The repo's Feast objects with their sources pointed at ``home``'s offline tables.
+
+    ``definitions.py`` points at the home of the process settings (what ``feast apply`` uses);
+    the copies returned here serve any home, so one process can manage several.
+    """
+    from feature_repo import definitions as d
+
+    views = []
+    for view in (d.user_lifecycle, d.user_activity, d.item_stats):
+        view = copy.deepcopy(view)
+        view.batch_source.file_options.uri = layout.feature_glob(Path(home), view.batch_source.name)
+        views.append(view)
+    return [d.user, d.item, *views, d.stan_v1]
+
+
+def apply(home: str | Path, settings: Settings | None = None) -> FeatureStore:
+    """Register the definitions in ``home``'s registry and create the online tables (idempotent)."""
+    store = open_store(home, settings)
+    with quiet_feast():
+        store.apply(definitions_for(home))
+    return store
+
+
+@contextlib.contextmanager
+def quiet_feast():
+    """Feast prints progress to stdout; keep stdout clean (for `--json`) and log it instead.
+
+    Feast's ibis layer also calls a DuckDB method DuckDB has deprecated; that warning is theirs.
+    """
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
+        yield
+    if buffer.getvalue().strip():
+        log.debug("feast: %s", buffer.getvalue().strip())
+
+
+@dataclass(frozen=True)
+class MaterializeReport:
+    day: dt.date
+    online_store: str
+    feature_views: tuple[str, ...]
+
+
+def materialize(
+    home: str | Path, day: dt.date, settings: Settings | None = None
+) -> MaterializeReport:
+    """Load day ``day``'s validated features into the online store.
+
+    Refuses (:class:`NotValidatedError`) unless ``validate_features`` passed on exactly the files
+    that are there now, so a failed or skipped validation never reaches the online store.
+    """
+    from feature_repo.validate import check_validated
+
+    home = Path(home)
+    problem = check_validated(home, day)
+    if problem:
+        raise NotValidatedError(
+            f"not materializing {day}: {problem}. Run `stanflow features validate --date {day}` "
+            "and fix what it reports first."
+        )
+    s = _settings_for(home, settings)
+    store = apply(home, s)
+    # Rows of day D carry the timestamp of the end of D (definitions.py): materialize exactly it.
+    stamp = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    views = [v.name for v in store.list_feature_views()]
+    with quiet_feast():
+        store.materialize(start_date=stamp, end_date=stamp, feature_views=views)
+    log.info("materialized %s into the %s online store: %s", day, s.online_store, views)
+    return MaterializeReport(day=day, online_store=s.online_store, feature_views=tuple(views))
+
+
+def feature_refs(entity: Entity) -> list[str]:
+    """``view:feature`` for every feature of the views keyed by ``entity``."""
+    from feature_repo import definitions as d
+
+    views = {"user": (d.user_lifecycle, d.user_activity), "item": (d.item_stats,)}[entity]
+    return [f"{v.name}:{f.name}" for v in views for f in v.features]
+
+
+def get_online_features(
+    home: str | Path,
+    entity: Entity,
+    ids: Sequence[int],
+    settings: Settings | None = None,
+) -> list[dict[str, Any]]:
+    """One dict per id: ``{"<entity>_id": id, "<view>__<feature>": value, ...}``.
+
+    An id the online store does not hold comes back with every feature ``None``.
+    """
+    registry = layout.feast_dir(Path(home)) / "registry.db"
+    if not registry.exists():  # checked first: Feast would create an empty registry here
+        raise FileNotFoundError(
+            f"{registry}: no feature registry in this home, so nothing was materialized yet; "
+            "run `stanflow features materialize --date D` for a validated day first"
+        )
+    store = open_store(home, settings)
+    key = f"{entity}_id"
+    response = store.get_online_features(
+        features=feature_refs(entity),
+        entity_rows=[{key: int(i)} for i in ids],
+        full_feature_names=True,
+    ).to_dict()
+    rows = []
+    for index in range(len(ids)):
+        rows.append({name: values[index] for name, values in response.items()})
+    return rows
+
+
+def get_offline_features(
+    home: str | Path, entity: Entity, ids: Sequence[int], day: dt.date
+) -> list[dict[str, Any]]:
+    """Like :func:`get_online_features`, read from day ``day``'s offline partition instead."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table_name = layout.USER_TABLE if entity == "user" else layout.ITEM_TABLE
+    path = layout.feature_partition(Path(home), table_name, day)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no {entity} features for {day}; run `stanflow features build --date {day}`"
+        )
+    key = f"{entity}_id"
+    table = pq.read_table(path)
+    wanted = pa.array([int(i) for i in ids], pa.int64())
+    table = table.filter(pc.is_in(table[key], value_set=wanted))
+    by_id = {row[key]: row for row in table.to_pylist()}
+    rows = []
+    for i in ids:
+        found = by_id.get(int(i), {})
+        row: dict[str, Any] = {key: int(i)}
+        for ref in feature_refs(entity):
+            view, feature = ref.split(":")
+            row[f"{view}__{feature}"] = found.get(feature)
+        rows.append(row)
+    return rows
+

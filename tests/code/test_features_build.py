@@ -1,0 +1,272 @@
+"""The DuckDB feature build: windowed counts, rates, recency, the lifecycle rule, task rates, items.
+
+Every figure is checked against an independent computation from the raw events (numpy / pyarrow
+over ``world_stats.load_panel``), and the lifecycle stage against ``stan_model.lifecycle`` itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from feature_repo import layout
+from feature_repo.build import build_features
+from feature_repo.contract import table_schema
+from stan_model.data import raw_store
+from stan_model.data.world_stats import load_panel
+from stan_model.lifecycle import WINDOW_DAYS, rule_based_stage, windowed_sum
+from stan_model.schema import (
+    EVENTS_SCHEMA,
+    ITEMS_SCHEMA,
+    USERS_SCHEMA,
+    TaskSpec,
+    WorldManifest,
+)
+
+START = dt.date(2026, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def built(tiny_world, tmp_path_factory) -> Path:
+    """A copy of the tiny world with every day's features built."""
+    home = tmp_path_factory.mktemp("features_built")
+    shutil.copytree(tiny_world, home, dirs_exist_ok=True)
+    for day in raw_store.partition_days(home):
+        build_features(home, day)
+    return home
+
+
+@pytest.fixture(scope="module")
+def panel(built):
+    return load_panel(built)
+
+
+def _users(home: Path, day: dt.date) -> pa.Table:
+    return pq.read_table(layout.feature_partition(home, layout.USER_TABLE, day))
+
+
+def test_lifecycle_stage_matches_the_reference_rule_every_day(built, panel):
+    windows = {
+        name: windowed_sum(getattr(panel, name), WINDOW_DAYS)
+        for name in ("impressions", "long_stays", "orders")
+    }
+    compared = 0
+    for j, day in enumerate(panel.days):
+        users = _users(built, day)
+        uid = users["user_id"].to_numpy()
+        tenure = j - panel.signup_day[uid]
+        expected = rule_based_stage(
+            tenure,
+            windows["impressions"][uid, j],
+            windows["long_stays"][uid, j],
+            windows["orders"][uid, j],
+        )
+        assert np.array_equal(users["lifecycle_stage_id"].to_numpy(), expected), day
+        assert np.array_equal(users["tenure_days"].to_numpy(), tenure)
+        compared += len(uid)
+    assert compared > 4_000
+    # The rule is not degenerate on this world: every stage occurs.
+    last = _users(built, panel.days[-1])
+    assert set(last["lifecycle_stage"].to_pylist()) >= {"new", "wander", "stick", "loyal"}
+
+
+@pytest.mark.parametrize("window", [1, 7, 30])
+def test_windowed_counts_and_rates_match_the_events(built, panel, window):
+    day_index = len(panel.days) - 1
+    users = _users(built, panel.days[day_index])
+    uid = users["user_id"].to_numpy()
+    for name in ("impressions", "clicks", "long_stays", "orders"):
+        expected = windowed_sum(getattr(panel, name), window)[uid, day_index]
+        assert np.array_equal(users[f"{name}_{window}d"].to_numpy(), expected), name
+    imp = users[f"impressions_{window}d"].to_numpy().astype(float)
+    clicks = users[f"clicks_{window}d"].to_numpy()
+    ctr = np.divide(clicks, imp, out=np.zeros_like(imp), where=imp > 0)
+    assert np.array_equal(users[f"ctr_{window}d"].to_numpy(), ctr)
+    for rate in ("ctr", "long_stay_rate", "cvr"):
+        values = users[f"{rate}_{window}d"].to_numpy()
+        assert values.min() >= 0 and values.max() <= 1
+
+
+def test_sessions_dwell_and_recency_match_the_events(built):
+    day = START + dt.timedelta(days=13)
+    events = raw_store.read_events(built, [day - dt.timedelta(days=k) for k in range(7)])
+    frame = events.to_pandas()
+    frame["day"] = frame["event_ts"].dt.date
+    users = _users(built, day).to_pandas().set_index("user_id")
+    sessions = frame.groupby("user_id")["session_id"].nunique()
+    dwell = frame["stay_seconds"].astype("float64").groupby(frame["user_id"]).sum()
+    assert (users.loc[sessions.index, "sessions_7d"] == sessions).all()
+    assert np.allclose(users.loc[dwell.index, "dwell_seconds_7d"], dwell, rtol=1e-9, atol=1e-6)
+    last_seen = frame.groupby("user_id")["day"].max().map(lambda d: (day - d).days)
+    assert (users.loc[last_seen.index, "days_since_last_impression"] == last_seen).all()
+    # Users not seen for the whole window carry the "none in the window" value.
+    all_days = raw_store.read_events(built)
+    seen = set(all_days["user_id"].to_pylist())
+    never = users.index.difference(list(seen))
+    assert (users.loc[never, "days_since_last_impression"] == WINDOW_DAYS).all()
+
+
+def test_item_stats_match_the_events(built):
+    day = START + dt.timedelta(days=10)
+    week = raw_store.read_events(built, [day - dt.timedelta(days=k) for k in range(7)])
+    items = pq.read_table(layout.feature_partition(built, layout.ITEM_TABLE, day)).to_pandas()
+    items = items.set_index("item_id")
+    frame = week.to_pandas()
+    grouped = frame.groupby("item_id")
+    assert (items.loc[grouped.size().index, "impressions_7d"] == grouped.size()).all()
+    assert (items.loc[grouped.size().index, "users_7d"] == grouped["user_id"].nunique()).all()
+    ctr = grouped["click"].sum() / grouped.size()
+    assert np.allclose(items.loc[ctr.index, "ctr_7d"], ctr)
+    catalogue = pq.read_table(raw_store.items_path(built)).num_rows
+    assert len(items) == catalogue  # every item, shown or not, so no online value goes stale
+
+
+def test_task_rates_follow_the_worlds_task_list(tiny_world, tmp_path):
+    shutil.copytree(tiny_world, tmp_path, dirs_exist_ok=True)
+    manifest = raw_store.read_manifest(tmp_path)
+    manifest.tasks = [TaskSpec("cvr", "order"), TaskSpec("glance", "stay_seconds", threshold=5.0)]
+    raw_store.write_manifest(tmp_path, manifest)
+    day = START + dt.timedelta(days=2)
+    build_features(tmp_path, day)
+    users = _users(tmp_path, day).to_pandas().set_index("user_id")
+    events = raw_store.read_events(tmp_path, [day - dt.timedelta(days=k) for k in range(3)])
+    frame = events.to_pandas()
+    frame["glance"] = (frame["stay_seconds"] >= 5.0).astype(int)
+    grouped = frame.groupby("user_id")
+    rates = np.stack(users.loc[grouped.size().index, "task_rates_30d"].to_numpy())
+    assert rates.shape[1] == 2
+    assert np.allclose(rates[:, 0], grouped["order"].sum() / grouped.size())
+    assert np.allclose(rates[:, 1], grouped["glance"].sum() / grouped.size())
+
+
+def test_building_a_day_twice_replaces_it(built):
+    day = START + dt.timedelta(days=5)
+    before = _users(built, day)
+    build_features(built, day)
+    folder = layout.feature_partition(built, layout.USER_TABLE, day).parent
+    assert sorted(p.name for p in folder.iterdir()) == [layout.PART_FILE]
+    after = _users(built, day)
+    assert after.num_rows == before.num_rows
+    assert pc.count_distinct(after["user_id"]).as_py() == after.num_rows
+    ints = [f.name for f in after.schema if pa.types.is_integer(f.type)]
+    assert after.select(ints).equals(before.select(ints))
+
+
+def test_written_tables_follow_the_feast_views(built):
+    day = START + dt.timedelta(days=3)
+    for table in layout.FEATURE_TABLES:
+        written = pq.read_schema(layout.feature_partition(built, table, day))
+        assert written.remove_metadata().equals(table_schema(table)), table
+
+
+def test_a_missing_raw_day_says_what_to_do(built):
+    with pytest.raises(FileNotFoundError, match="stanflow simulate"):
+        build_features(built, START - dt.timedelta(days=1))
+
+
+# -- hand-made populations: the median split at its edges -----------------------------------------
+
+def _handmade_home(home: Path, population: list[tuple[int, int, int, int]]) -> dt.date:
+    """One day of events for users given as (tenure_days, impressions, long_stays, orders)."""
+    day = dt.date(2026, 3, 1)
+    day_start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    rows = {name: [] for name in EVENTS_SCHEMA.names}
+    for user, (_, impressions, long_stays, orders) in enumerate(population):
+        for k in range(impressions):
+            rows["event_id"].append(len(rows["event_id"]))
+            rows["user_id"].append(user)
+            rows["item_id"].append(0)
+            rows["session_id"].append(user)
+            rows["event_ts"].append(day_start + dt.timedelta(minutes=k))
+            rows["position"].append(k)
+            rows["click"].append(1 if k < max(long_stays, orders) else 0)
+            rows["stay_seconds"].append(40.0 if k < long_stays else 0.0)
+            rows["order"].append(1 if k < orders else 0)
+    raw_store.write_parquet(
+        pa.table(rows, schema=EVENTS_SCHEMA), raw_store.events_partition(home, day)
+    )
+    n = len(population)
+    signup = [day_start - dt.timedelta(days=t) for t, *_ in population]
+    users = pa.table(
+        {
+            "user_id": list(range(n)),
+            "signup_ts": signup,
+            **{c: [-1] * n for c in ("age_bucket", "gender", "device_os", "city_tier")},
+        },
+        schema=USERS_SCHEMA,
+    )
+    raw_store.write_parquet(users, raw_store.users_path(home))
+    items = pa.table(
+        {
+            "item_id": [0],
+            "category_id": [-1],
+            "author_id": [-1],
+            "duration_s": [60.0],
+            "price": [0.0],
+            "created_ts": [day_start - dt.timedelta(days=30)],
+        },
+        schema=ITEMS_SCHEMA,
+    )
+    raw_store.write_parquet(items, raw_store.items_path(home))
+    manifest = WorldManifest(
+        source="handmade",
+        tasks=[TaskSpec("ctr", "click"), TaskSpec("stay", "stay_seconds", 30.0)],
+        start_date=day.isoformat(),
+        end_date=day.isoformat(),
+        n_users=n,
+        n_items=1,
+        n_events=len(rows["event_id"]),
+    )
+    raw_store.write_manifest(home, manifest)
+    return day
+
+
+@pytest.mark.parametrize(
+    "population",
+    [
+        # even count of scored users: numpy interpolates the median between 1/10 and 2/10
+        [(30, 10, 0, 0), (30, 10, 1, 1), (30, 10, 2, 2), (30, 10, 3, 3)],
+        # odd count, ties on the median
+        [(30, 10, 1, 0), (30, 10, 1, 0), (30, 10, 1, 1), (30, 10, 5, 1), (30, 10, 0, 2)],
+        # new users, an unscored (silent) user and equal rates everywhere
+        [(2, 10, 5, 5), (6, 0, 0, 0), (40, 0, 0, 0), (9, 4, 1, 1), (9, 8, 2, 2)],
+    ],
+    ids=["even", "odd-ties", "new-unscored-equal"],
+)
+def test_median_split_at_its_edges(tmp_path, population):
+    home = tmp_path / "o'brien's home"  # a quote in the path must not break the SQL
+    day = _handmade_home(home, population)
+    build_features(home, day)
+    users = _users(home, day)
+    tenure, imp, ls, orders = (np.array(col) for col in zip(*population, strict=True))
+    expected = rule_based_stage(tenure, imp, ls, orders)
+    assert users["lifecycle_stage_id"].to_pylist() == expected.tolist()
+
+
+def test_importing_the_feature_code_does_no_io(tmp_path):
+    home = tmp_path / "never_created"
+    modules = [
+        "feature_repo.definitions",
+        "feature_repo.build",
+        "feature_repo.store",
+        "feature_repo.validate",
+        "feature_repo.training",
+        "stanflow.cli_features",
+    ]
+    env = {**os.environ, "STANFLOW_HOME": str(home)}
+    code = "import " + ", ".join(modules)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert not any(tmp_path.iterdir())  # no home, no Feast or GX folders, nothing
