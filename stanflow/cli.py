@@ -181,6 +181,11 @@ def world(ctx) -> None:
         click.echo(f"  {day}  {rows:>10,} impressions")
 
 
+from stanflow.cli_models import evaluate, train  # noqa: E402
+
+main.add_command(train)
+main.add_command(evaluate)
+
 from stanflow.cli_registry import registry  # noqa: E402
 
 main.add_command(registry)

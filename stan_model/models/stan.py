@@ -1,0 +1,236 @@
+"""STAN (RecSys 2023, arXiv 2306.12232): a PLE backbone plus a user-state branch.
+
+The user-state branch ("left-hand side" of the paper's figure), per sample:
+
+1. ``U`` (B, Fu, E): the user's field embeddings -- the user-side sparse fields, looked up in the
+   backbone's own fused table (shared, as the paper says), and each user-side dense history
+   feature as a field ``value * v_f + b_f``.
+2. Field self-attention: ``U' = U + softmax(Q K^T / sqrt(E)) V`` with Q, K, V linear in ``U``.
+   The residual is our choice (``attention_residual``); the paper writes ``U' = Attn(U)``.
+3. Per-task attention ``s_k = U' * softmax_fields(U' W_k)``: for every embedding dimension, a
+   softmax over the user's fields (which fields matter for task k).
+4. ``e_k = ReLU(MLP_k(flatten(s_k)))`` -- the *state-aware embedding* -- and the preference score
+   ``y~_k = sigmoid(w_k . e_k)``.
+
+Loss (paper): ``sum_k [ gamma_k * BCE(y^_k, y_k) + (l_k - y~_k)^2 ]`` with ``l_k`` the user's
+historical rate of task k before the sample (``Batch.pseudo``, built leakage-free by
+:mod:`stan_model.data.dataset`) and ``gamma_k ~ Beta(alpha, beta)``, ``alpha = 1 + sum_c y~ c``,
+``beta = 1 + sum_c (1 - y~) c`` over the user's samples in time order, ``c = 1, 2, ...``.
+
+**What gamma is here, and the choices the paper leaves open** (each a switch in
+:class:`STANConfig`; :meth:`STANConfig.faithful` is the paper as written):
+
+* *The walk in closed form.* A sample at position ``n`` of its user's history (``Batch.history``)
+  gets ``alpha = 1 + y~ S``, ``beta = 1 + (1 - y~) S`` with ``S = n (n + 1) / 2 = sum_{c<=n} c``,
+  using the current ``y~`` for the user's earlier samples too. This is exact when ``y~`` is the
+  same across a user's history, needs no per-user state (so it is batch-composition independent,
+  resumable and DDP-safe), and always uses a fresh ``y~`` instead of one from a stale pass.
+* *Detached* (``detach_gamma``, default on): otherwise the model could lower its loss by lowering
+  its own weights (driving ``y~`` down wherever the BCE is high).
+* *Redrawn every step* (``resample_gamma``, default on): a fresh Beta draw per sample per step,
+  as the paper's "resampling" says; off uses the Beta mean.
+* *Capped effective count* (``beta_max_count``; DESIGN "numerical traps"): the uncapped ``S``
+  reaches ~1e4 after 150 impressions, so the draw is deterministic (gamma = y~); capping it at
+  ``beta_max_count`` keeps a user-adaptive spread. 0 = uncapped (faithful).
+* *Normalised* (``normalise_gamma``): gamma divided by its batch mean per task, then by its mean
+  over the sample's tasks, so it redistributes weight among a user's tasks instead of between
+  users, and does not scale each task's loss by the task's base rate (DESIGN: un-normalised gamma
+  starves new users and wanderers and tilts the shared experts toward click).
+* *Stage loss scaled per task* (``scale_stage_loss``): each task's squared error divided by
+  ``p(1 - p)`` of the batch's pseudo-labels, so the rare task's ~1e-4 loss still trains its score.
+* *Where the user-state embedding feeds* (``state_to_gates`` / ``state_to_towers``): the paper
+  uses it only through gamma; here ``e_k`` can also join task k's gate inputs (every level) and
+  tower input -- stage-aware routing. The main loss then trains the branch too.
+* Ablations: ``no_beta`` (the paper's "STAN w/o Beta": gamma = y~), ``unit_task_weights``
+  (gamma = 1: stage loss only), ``no_stage_loss``.
+
+The default is the variant we expect to be best on lifecycle worlds (normalised, capped, scaled,
+state fed to gates and towers); whether it beats a budget-matched PLE is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stan_model.data.tensors import Batch, FeatureSpec
+from stan_model.models.layers import FeatureInput, MultiTaskModel, Output, StackedLinear, StackedMLP
+from stan_model.models.ple import PLEBackbone, PLEConfig
+
+
+def _stan_backbone() -> PLEConfig:
+    # Narrower experts than PLE's default (138): the user-state branch spends the difference.
+    return PLEConfig(expert_dims=(128, 64))
+
+
+@dataclass
+class STANConfig:
+    backbone: PLEConfig = field(default_factory=_stan_backbone)  # the PLE part (embeddings too)
+    state_hidden: int = 32  # width of each task's state-aware embedding e_k
+    attention_residual: bool = True  # U' = U + Attn(U) (paper: Attn(U)); keeps each raw field
+    no_beta: bool = False  # "STAN w/o Beta": gamma = y~ directly
+    unit_task_weights: bool = False  # gamma = 1: isolates the stage loss (and state routing)
+    no_stage_loss: bool = False  # drop (l_k - y~_k)^2; y~ then learns only via state routing
+    detach_gamma: bool = True  # no gradient through gamma: the model cannot shrink its own weights
+    resample_gamma: bool = True  # a fresh Beta draw every step (False: the Beta mean)
+    beta_max_count: float = 100.0  # cap on S = n(n+1)/2, the Beta's effective count (0: uncapped)
+    normalise_gamma: bool = True  # per task over the batch, then over the sample's tasks
+    scale_stage_loss: bool = True  # divide task k's stage loss by p_k (1 - p_k) of its targets
+    stage_loss_weight: float = 1.0  # weight of the summed stage losses against the task losses
+    state_to_gates: bool = True  # e_k joins task k's gate input at every CGC level
+    state_to_towers: bool = True  # e_k joins task k's tower input
+
+    def __post_init__(self) -> None:
+        if self.no_beta and self.unit_task_weights:
+            raise ValueError("STANConfig: choose no_beta or unit_task_weights, not both")
+
+    def widened(self, width: int) -> STANConfig:
+        return replace(self, backbone=self.backbone.widened(width))
+
+    @classmethod
+    def faithful(cls) -> STANConfig:
+        """The paper as written: gamma only in the loss, uncapped and un-normalised, plain
+        squared stage loss, U' = Attn(U)."""
+        return cls(
+            attention_residual=False,
+            beta_max_count=0.0,
+            normalise_gamma=False,
+            scale_stage_loss=False,
+            state_to_gates=False,
+            state_to_towers=False,
+        )
+
+
+def task_weights(pref: torch.Tensor, history: torch.Tensor, cfg: STANConfig) -> torch.Tensor:
+    """gamma (B, K) from preference scores y~ (B, K) and history positions n (B,)."""
+    if cfg.unit_task_weights:
+        return torch.ones_like(pref)
+    p = pref.detach() if cfg.detach_gamma else pref
+    if cfg.no_beta:
+        gamma = p
+    else:
+        n = history.double()[:, None]  # (B, 1); float64: S reaches 1e10 on long histories
+        count = n * (n + 1) / 2  # sum of the counter c = 1..n
+        if cfg.beta_max_count > 0:
+            count = count.clamp(max=cfg.beta_max_count)
+        alpha = 1 + p.double() * count
+        beta = 1 + (1 - p.double()) * count
+        if cfg.resample_gamma:
+            dist = torch.distributions.Beta(alpha, beta)
+            gamma = (dist.sample() if cfg.detach_gamma else dist.rsample()).to(pref.dtype)
+        else:
+            gamma = (alpha / (alpha + beta)).to(pref.dtype)
+    if cfg.normalise_gamma:
+        gamma = gamma / gamma.mean(0, keepdim=True).clamp_min(1e-8)
+        gamma = gamma / gamma.mean(1, keepdim=True).clamp_min(1e-8)
+    return gamma
+
+
+class UserStateBranch(nn.Module):
+    """User fields -> per-task state-aware embeddings e (K, B, H) and score logits (B, K)."""
+
+    def __init__(self, spec: FeatureSpec, embed_dim: int, hidden: int, residual: bool):
+        super().__init__()
+        self.register_buffer("sparse_idx", torch.tensor(spec.user_sparse), persistent=False)
+        self.register_buffer("dense_idx", torch.tensor(spec.user_dense), persistent=False)
+        n_fields, e, k = len(spec.user_sparse) + len(spec.user_dense), embed_dim, len(spec.tasks)
+        self.dense_vec = nn.Parameter(torch.randn(len(spec.user_dense), e) * 0.05)
+        self.dense_bias = nn.Parameter(torch.zeros(len(spec.user_dense), e))
+        self.qkv = nn.Linear(e, 3 * e, bias=False)
+        self.task_attention = StackedLinear(k, e, e)
+        self.state = StackedMLP(k, n_fields * e, (hidden,))
+        self.score = StackedLinear(k, hidden, 1)
+        self.residual, self.scale = residual, 1.0 / math.sqrt(e)
+
+    def forward(self, emb: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dense_u = dense[:, self.dense_idx, None] * self.dense_vec + self.dense_bias  # (B, Du, E)
+        u = torch.cat([emb[:, self.sparse_idx], dense_u], dim=1)  # (B, Fu, E)
+        b, f, e = u.shape
+        q, k, v = self.qkv(u).split(e, dim=2)  # 3 x (B, Fu, E)
+        attn = torch.softmax(q @ k.transpose(1, 2) * self.scale, dim=-1)  # (B, Fu, Fu)
+        u = u + attn @ v if self.residual else attn @ v  # (B, Fu, E)
+        weights = self.task_attention(u.reshape(b * f, e)).view(-1, b, f, e)  # (K, B, Fu, E)
+        s = u[None] * torch.softmax(weights, dim=2)  # (K, B, Fu, E), softmax over fields
+        state = self.state(s.flatten(2))  # (K, B, H)
+        return state, self.score(state).squeeze(-1).transpose(0, 1)  # (K, B, H), (B, K)
+
+
+class STANObjective(nn.Module):
+    """``sum_k mean_b gamma_bk BCE_bk + weight * sum_k stage_k`` (see the module docstring)."""
+
+    def __init__(self, cfg: STANConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, logits: torch.Tensor, pref_logit: torch.Tensor, batch: Batch) -> Output:
+        cfg = self.cfg
+        bce = F.binary_cross_entropy_with_logits(logits.float(), batch.labels, reduction="none")
+        pref = torch.sigmoid(pref_logit.float())  # (B, K) y~
+        gamma = task_weights(pref, batch.history, cfg)
+        task_loss = (gamma * bce).mean(0).sum()
+        stage = ((batch.pseudo - pref) ** 2).mean(0)  # (K,)
+        if cfg.scale_stage_loss:
+            p = batch.pseudo.mean(0).clamp(1e-4, 1 - 1e-4)
+            stage = stage / (p * (1 - p))
+        stage_loss = stage.sum() * cfg.stage_loss_weight
+        loss = task_loss if cfg.no_stage_loss else task_loss + stage_loss
+        g = gamma.detach()
+        parts = {
+            "bce": bce.detach().mean(0).sum(),
+            "stage": stage_loss.detach(),
+            "gamma_cv": (g.std(0) / g.mean(0).clamp_min(1e-8)).mean(),
+        }
+        return Output(logits=logits, loss=loss, parts=parts)
+
+
+class STAN(MultiTaskModel):
+    def __init__(self, spec: FeatureSpec, config: STANConfig):
+        super().__init__(spec)
+        self.config = config
+        e, h = config.backbone.embed_dim, config.state_hidden
+        self.inputs = FeatureInput(spec, e)
+        self.branch = UserStateBranch(spec, e, h, config.attention_residual)
+        self.backbone = PLEBackbone(
+            self.n_tasks,
+            self.inputs.out_dim,
+            config.backbone,
+            gate_context=h if config.state_to_gates else 0,
+            tower_context=h if config.state_to_towers else 0,
+        )
+        self.objective = STANObjective(config)
+
+    @torch.no_grad()
+    def init_base_rates(self, label_rate: torch.Tensor, pseudo_rate: torch.Tensor) -> None:
+        super().init_base_rates(label_rate, pseudo_rate)
+        self.branch.score.bias.copy_(torch.logit(pseudo_rate.clamp(1e-4, 1 - 1e-4)).view(-1, 1, 1))
+
+    def _run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        emb = self.inputs.embed(batch.sparse)  # (B, F, E)
+        x = torch.cat([emb.flatten(1), batch.dense], dim=1)  # (B, F*E + D)
+        state, pref_logit = self.branch(emb, batch.dense)  # (K, B, H), (B, K)
+        logits = self.backbone(
+            x,
+            gate_context=state if self.config.state_to_gates else None,
+            tower_context=state if self.config.state_to_towers else None,
+        )
+        return logits, pref_logit, state
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        return self._run(batch)[0]
+
+    def forward(self, batch: Batch, with_loss: bool = False) -> Output:
+        logits, pref_logit, _ = self._run(batch)
+        return self.objective(logits, pref_logit, batch) if with_loss else Output(logits=logits)
+
+    def preference(self, batch: Batch) -> torch.Tensor:
+        """The preference scores y~ (B, K)."""
+        return torch.sigmoid(self._run(batch)[1])
+
+    def user_representation(self, batch: Batch) -> torch.Tensor:
+        """The state-aware embeddings of all tasks, (B, K * H)."""
+        state = self._run(batch)[2]  # (K, B, H)
+        return state.transpose(0, 1).flatten(1)

@@ -1,0 +1,212 @@
+"""The one trainer: Adam, early stopping on the validation days, a checkpoint every epoch and
+resume from it, optional bf16 autocast, DistributedDataParallel under ``torchrun``.
+
+It never looks at the model's type: every model returns its own loss from
+``model(batch, with_loss=True)``. Determinism: the shuffling order and every random draw of an
+epoch (dropout, STAN's Beta draws) come from seeds derived from ``(seed, epoch, rank)``, so a run
+resumed from an epoch checkpoint ends exactly where an uninterrupted run ends.
+
+Checkpoints (:mod:`stan_model.training.checkpoint`) are written by rank 0 after every epoch, as
+safetensors and JSON: resuming never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from stan_model.data.dataset import WorldData
+from stan_model.models import MultiTaskModel
+from stan_model.training.checkpoint import (
+    BEST,
+    load_best,
+    load_checkpoint,
+    save_checkpoint,
+    save_tensors,
+)
+from stan_model.training.distributed import (
+    DistContext,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    shard_rows,
+)
+from stan_model.training.evaluation import predict, task_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10  # upper bound; early stopping usually ends sooner
+    batch_size: int = 2048  # global batch, split evenly across DDP ranks (the paper's 2048)
+    lr: float = 1e-3  # Adam learning rate (the paper's)
+    weight_decay: float = 0.0  # Adam L2; embeddings of rare ids rarely need it at these sizes
+    patience: int = 2  # epochs without a better validation mean AUC before stopping
+    min_delta: float = 1e-5  # smallest validation-AUC gain that counts as better
+    seed: int = 0  # shuffling, dropout and STAN's Beta draws all derive from it
+    bf16: bool = False  # bfloat16 autocast on CPU (faster on CPUs with AVX512-BF16/AMX)
+    eval_batch_size: int = 16384  # validation / test batch: no gradients, so larger
+    progress: bool = True  # a tqdm bar per epoch (rank 0)
+    resume: bool = True  # continue from the checkpoint folder when it holds a run
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one record per epoch
+    best_epoch: int = -1
+    best_valid_auc: float = float("-inf")
+    samples_per_s: float = 0.0  # training rows per second over all ranks, validation excluded
+    stopped_early: bool = False
+
+
+def _has_unused_parameters(model: MultiTaskModel, batch) -> bool:
+    """Whether some parameter gets no gradient (an ablation switch can cut a branch off); DDP
+    must then look for them every step, which costs a graph traversal, so only then."""
+    model(batch, with_loss=True).loss.backward()
+    unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
+    model.zero_grad(set_to_none=True)
+    return unused
+
+
+def train(
+    model: MultiTaskModel,
+    data: WorldData,
+    cfg: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data``'s training split; leaves it holding its best-epoch weights."""
+    ctx = init_distributed()
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result, start_epoch, bad_epochs = TrainResult(), 0, 0
+    progress = load_checkpoint(ckpt, model, optimizer) if ckpt and cfg.resume else None
+    if progress is not None:
+        start_epoch, bad_epochs = progress["epoch"], progress["bad_epochs"]
+        result = TrainResult(
+            progress["history"],
+            progress["best_epoch"],
+            progress["best_valid_auc"],
+            stopped_early=progress["stopped_early"],
+        )
+        log.info("resuming from %s after epoch %d", ckpt, start_epoch)
+    if ckpt is not None and ctx.is_main:
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+    train_rows = torch.from_numpy(data.splits["train"])
+    shard = data.bundle.take(train_rows[shard_rows(len(train_rows), ctx, cfg.seed)])
+    valid = data.split("valid")
+    local_batch = max(1, cfg.batch_size // ctx.world_size)
+    net = model
+    if ctx.active:
+        unused = _has_unused_parameters(model, shard.batch(slice(0, min(len(shard), 64))))
+        net = DistributedDataParallel(model, find_unused_parameters=unused)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if ckpt is not None and progress is not None:
+        best_weights = load_best(ckpt) or best_weights
+    seen_total, train_time = 0, 0.0
+
+    for epoch in range(start_epoch, cfg.epochs):
+        if result.stopped_early:
+            break
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7_919 + ctx.rank)  # dropout, Beta draws
+        order = torch.randperm(
+            len(shard), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        )
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        steps = range(0, len(shard), local_batch)
+        bar = tqdm(
+            steps,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not (cfg.progress and ctx.is_main),
+            leave=False,
+        )
+        t0 = time.perf_counter()
+        for start in bar:
+            batch = shard.batch(order[start : start + local_batch])
+            with autocast:
+                out = net(batch, with_loss=True)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            for name, value in {"loss": out.loss.detach(), **out.parts}.items():
+                sums[name] = sums.get(name, 0.0) + value.float() * len(batch)
+            if start // local_batch % 20 == 0:
+                bar.set_postfix(loss=f"{out.loss.item():.4f}")
+        epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
+        seen_total += len(shard) * ctx.world_size
+        names = sorted(sums)
+        means = mean_over_ranks(torch.stack([sums[n] for n in names]) / len(shard), ctx)
+
+        scores = task_scores(
+            predict(model, valid, cfg.eval_batch_size, cfg.bf16),
+            valid.labels.numpy(),
+            data.spec.tasks,
+        )
+        record = {
+            "epoch": epoch + 1,
+            "train": {n: float(v) for n, v in zip(names, means, strict=True)},
+            "valid_loss": scores["loss"],
+            "valid_mean_auc": scores["mean_auc"],
+            "valid_auc": scores["auc"],
+            "samples": len(shard) * ctx.world_size,  # training rows seen, all ranks together
+            "samples_per_s": len(shard) * ctx.world_size / epoch_time,
+        }
+        result.history.append(record)
+        if scores["mean_auc"] > result.best_valid_auc + cfg.min_delta:
+            result.best_valid_auc, result.best_epoch, bad_epochs = scores["mean_auc"], epoch + 1, 0
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if ckpt is not None and ctx.is_main:
+                save_tensors(model.state_dict(), ckpt / BEST)
+        else:
+            bad_epochs += 1
+        result.stopped_early = bad_epochs >= cfg.patience
+        if ctx.is_main:
+            log.info(
+                "epoch %d: train loss %.5f, valid loss %.5f, valid mean AUC %.5f (%s), "
+                "%.0f samples/s",
+                epoch + 1,
+                record["train"]["loss"],
+                scores["loss"],
+                scores["mean_auc"],
+                ", ".join(f"{t} {a:.4f}" for t, a in scores["auc"].items()),
+                record["samples_per_s"],
+            )
+            if ckpt is not None:
+                save_checkpoint(
+                    ckpt,
+                    model,
+                    optimizer,
+                    {
+                        "epoch": epoch + 1,  # epochs completed
+                        "bad_epochs": bad_epochs,
+                        "best_epoch": result.best_epoch,
+                        "best_valid_auc": result.best_valid_auc,
+                        "stopped_early": result.stopped_early,
+                        "history": result.history,
+                    },
+                )
+        barrier(ctx)
+
+    result.samples_per_s = seen_total / train_time if train_time > 0 else 0.0
+    model.load_state_dict(best_weights)
+    model.eval()
+    return result
+
+
+def is_main_process() -> bool:
+    return init_distributed().is_main
+
+
+__all__ = ["DistContext", "TrainConfig", "TrainResult", "is_main_process", "train"]

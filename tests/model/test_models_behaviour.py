@@ -1,0 +1,140 @@
+"""Behavioural tests of the architectures: minimum functionality, invariance, direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stan_model.data.dataset import build_dataset
+from stan_model.io import with_overrides
+from stan_model.models import MODELS, STANConfig, build_model
+from stan_model.models.stan import task_weights
+from stan_model.training import TrainConfig, predict, train
+
+SMALL = {  # small widths keep the suite fast; the behaviour does not depend on them
+    "mlp_single": {"embed_dim": 8, "hidden": [64, 32]},
+    "mlp_shared": {"embed_dim": 8, "bottom": [64, 32], "tower": [16]},
+    "mmoe": {"embed_dim": 8, "n_experts": 4, "expert_dims": [32, 16], "tower": [16]},
+    "ple": {"embed_dim": 8, "expert_dims": [32, 16], "tower": [16]},
+    "stan": {
+        "backbone.embed_dim": 8,
+        "backbone.expert_dims": [32, 16],
+        "backbone.tower": [16],
+        "state_hidden": 16,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_world):
+    return build_dataset(tiny_world)
+
+
+def _model(family, data, extra=None):
+    torch.manual_seed(0)
+    config = with_overrides(MODELS[family][1](), {**SMALL[family], **(extra or {})})
+    model = build_model(family, data.spec, config)
+    train_rows = torch.from_numpy(data.splits["train"])
+    model.init_base_rates(
+        data.bundle.labels[train_rows].mean(0), data.bundle.pseudo[train_rows].mean(0)
+    )
+    return model
+
+
+def _bce(model, bundle) -> float:
+    logits = torch.from_numpy(predict(model, bundle))
+    return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, bundle.labels))
+
+
+@pytest.mark.parametrize("family", list(MODELS))
+def test_loss_falls_on_tiny(family, tiny_data):
+    model = _model(family, tiny_data)
+    train_set = tiny_data.split("train")
+    before = _bce(model, train_set)
+    result = train(model, tiny_data, TrainConfig(epochs=2, batch_size=1024, progress=False))
+    after = _bce(model, train_set)
+    assert after < 0.99 * before, (before, after)  # base-rate init already sits near 0.26
+    assert np.isfinite(result.history[-1]["train"]["loss"])
+    assert result.history[-1]["valid_mean_auc"] > 0.6
+
+
+@pytest.mark.parametrize("family", list(MODELS))
+def test_predictions_do_not_depend_on_batch_composition(family, tiny_data):
+    extra = {"dropout": 0.5} if family != "stan" else {"backbone.dropout": 0.5}
+    model = _model(family, tiny_data, extra).eval()  # dropout on, to prove eval turns it off
+    bundle = tiny_data.bundle
+    alone = model(bundle.batch(torch.arange(100, 164))).logits
+    rows = torch.cat([torch.arange(5000, 5100), torch.arange(100, 164).flip(0)])
+    mixed = model(bundle.batch(rows)).logits[100:].flip(0)
+    torch.testing.assert_close(alone, mixed, atol=1e-5, rtol=1e-5)
+    by_small_batches = predict(model, bundle.take(torch.arange(0, 300)), batch_size=7)
+    by_one_batch = predict(model, bundle.take(torch.arange(0, 300)), batch_size=300)
+    np.testing.assert_allclose(by_small_batches, by_one_batch, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        STANConfig(),
+        STANConfig.faithful(),
+        STANConfig(no_beta=True),
+        STANConfig(normalise_gamma=False, beta_max_count=20.0),
+    ],
+    ids=["default", "faithful", "no_beta", "capped"],
+)
+def test_users_with_higher_preference_get_higher_mean_gamma(config):
+    torch.manual_seed(0)
+    levels = torch.tensor([0.01, 0.05, 0.2, 0.5, 0.8])
+    draws = 4000
+    pref = torch.full((len(levels) * draws, 3), 0.1)
+    pref[:, 0] = levels.repeat_interleave(draws)  # task 0: five users, increasing y~
+    history = torch.full((len(pref),), 12.0)  # the same history length for everyone
+    gamma = task_weights(pref, history, config)[:, 0].view(len(levels), draws).mean(1)
+    assert torch.all(gamma[1:] > gamma[:-1]), gamma
+
+
+def _learns(param: torch.Tensor) -> bool:
+    return param.grad is not None and bool(param.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize(
+    ("switches", "state_learns", "score_learns"),
+    [
+        ({}, True, True),
+        ({"no_stage_loss": True, "state_to_gates": False, "state_to_towers": False}, False, False),
+        ({"no_stage_loss": True}, True, False),  # state routing alone trains the state embedding
+        ({"no_stage_loss": True, "state_to_towers": False}, True, False),
+        ({"unit_task_weights": True, "scale_stage_loss": False}, True, True),
+        (
+            {
+                "no_beta": True,
+                "detach_gamma": False,
+                "no_stage_loss": True,
+                "state_to_gates": False,
+                "state_to_towers": False,
+            },
+            True,
+            True,
+        ),  # gamma's gradient
+        ({"resample_gamma": False, "attention_residual": False}, True, True),
+    ],
+)
+def test_every_stan_switch_runs_and_trains_what_it_should(
+    switches, state_learns, score_learns, tiny_data
+):
+    model = _model("stan", tiny_data, switches)
+    out = model(tiny_data.bundle.batch(torch.arange(0, 512)), with_loss=True)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert _learns(model.branch.state.layers[0].weight) == state_learns
+    assert _learns(model.branch.score.weight) == score_learns
+
+
+@pytest.mark.parametrize("no_stage_loss", [False, True])
+def test_stan_loss_is_the_sum_of_its_parts(no_stage_loss, tiny_data):
+    model = _model("stan", tiny_data, {"unit_task_weights": True, "no_stage_loss": no_stage_loss})
+    out = model(tiny_data.bundle.batch(torch.arange(0, 512)), with_loss=True)
+    expected = out.parts["bce"] + (0.0 if no_stage_loss else out.parts["stage"])
+    assert out.loss.item() == pytest.approx(float(expected), rel=1e-5)
+    assert out.parts["stage"] > 0
