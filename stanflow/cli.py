@@ -194,5 +194,9 @@ from stanflow.cli_features import features  # noqa: E402
 
 main.add_command(features)
 
+from stanflow.cli_pipeline import pipeline  # noqa: E402
+
+main.add_command(pipeline)
+
 if __name__ == "__main__":
     main()

@@ -107,3 +107,26 @@ def paired_mean_lift(
         ]
     )
     return _interval(float(diff.mean()), draws, confidence)
+
+
+def ndcg_per_list(
+    lists: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """NDCG@k of every list that has a positive, and each such list's id (sorted ids).
+
+    Same definition as :func:`stan_model.metrics.ndcg_at_k` (binary gains, lists without a
+    positive left out), kept per list so that lists can be resampled.
+    """
+    order = np.lexsort((-scores, lists))
+    ids, lab = lists[order], labels[order].astype(np.float64)
+    start = np.r_[True, ids[1:] != ids[:-1]]
+    first = np.maximum.accumulate(np.where(start, np.arange(len(ids)), 0))
+    rank = np.arange(len(ids)) - first  # 0-based rank within the list by score
+    discount = 1.0 / np.log2(rank + 2.0)
+    group = np.cumsum(start) - 1
+    dcg = np.bincount(group, np.where(rank < k, lab * discount, 0.0))
+    positives = np.bincount(group, lab)
+    ideal_discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    idcg = np.cumsum(ideal_discount)[np.minimum(positives, k).astype(int) - 1]
+    has = positives > 0
+    return dcg[has] / idcg[has], ids[start][has]

@@ -1,0 +1,145 @@
+"""``stanflow pipeline``: compile, run locally, or submit the Kubeflow training pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason):
+    from components.runner import PipelineParams
+    from stan_model.data import raw_store
+
+    settings = ctx.obj["settings"]
+    if date is None:
+        days = raw_store.partition_days(settings.home)
+        if not days:
+            raise click.ClickException(
+                f"{settings.home}: no raw data; run `stanflow simulate` first"
+            )
+        date = days[-1].isoformat()
+    try:
+        return PipelineParams(
+            home=str(settings.home),
+            logical_date=date,
+            window_days=window_days,
+            epochs=epochs,
+            seed=seed,
+            registry_uri=settings.registry_uri or "",
+            policy_path=str(policy) if policy else "",
+            force_promote=force_promote,
+            override_reason=reason or "",
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+_options = [
+    click.option(
+        "--date",
+        help="Logical date YYYY-MM-DD: the last day of the window "
+        "(default: the latest raw partition).",
+    ),
+    click.option(
+        "--window-days",
+        type=int,
+        default=14,
+        show_default=True,
+        help="Days of impressions in the training set; the last day tests, the one "
+        "before validates.",
+    ),
+    click.option(
+        "--epochs",
+        type=int,
+        default=3,
+        show_default=True,
+        help="Maximum epochs (early stopping on the validation day).",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option(
+        "--policy",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Gate policy YAML (default: components/gate/default_policy.yaml).",
+    ),
+    click.option(
+        "--force-promote",
+        is_flag=True,
+        help="Promote even if the gate rejects; needs --reason, which is recorded.",
+    ),
+    click.option("--reason", help="Written reason for --force-promote."),
+]
+
+
+def _with_options(func):
+    for option in reversed(_options):
+        func = option(func)
+    return func
+
+
+@click.group()
+def pipeline() -> None:
+    """The Kubeflow training pipeline: PLE and STAN trained on one training set, gated, promoted."""
+
+
+@pipeline.command("compile")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the IR YAML (default: components/stan_training_pipeline.yaml).",
+)
+def compile_cmd(out: Path | None) -> None:
+    """Compile the pipeline to KFP IR YAML (the committed golden file by default)."""
+    from components.pipeline import PACKAGE_PATH, compile_pipeline
+
+    click.echo(f"compiled {compile_pipeline(out or PACKAGE_PATH)}")
+
+
+@pipeline.command("run")
+@_with_options
+@click.option("--json", "as_json", is_flag=True, help="Print the gate's whole record as JSON.")
+@click.pass_context
+def run_cmd(ctx, date, window_days, epochs, seed, policy, force_promote, reason, as_json) -> None:
+    """Run the pipeline offline with the KFP local runner (artifacts under <home>/pipeline_root).
+
+    Builds any missing feature partitions of the window first, then: training set (Feast, point
+    in time, validated) -> train PLE and STAN -> evaluate both -> gate -> promote if it passed.
+    """
+    from components.runner import run_local
+
+    params = _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason)
+    result = run_local(params)
+    record = result["decision"]
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    click.echo(f"run: {result['run_dir']}")
+    click.echo(f"gate: {record['decision'].upper()}  (STAN version {record['version']})")
+    for line in record["reasons"]:
+        click.echo(f"  {line}")
+
+
+@pipeline.command("submit")
+@click.option("--host", help="KFP API URL (default: STANFLOW_KFP_HOST).")
+@click.option("--experiment", default="stanflow", show_default=True)
+@_with_options
+@click.pass_context
+def submit_cmd(
+    ctx, host, experiment, date, window_days, epochs, seed, policy, force_promote, reason
+) -> None:
+    """Send the compiled pipeline to a Kubeflow Pipelines cluster with kfp.Client.
+
+    Components run there on the project image; STANFLOW_HOME must then name storage the
+    cluster's pods can read (a mounted volume).
+    """
+    from components.pipeline import PACKAGE_PATH
+    from components.runner import submit
+
+    host = host or ctx.obj["settings"].kfp_host
+    if not host:
+        raise click.UsageError("no KFP host: pass --host or set STANFLOW_KFP_HOST")
+    params = _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason)
+    run_id = submit(PACKAGE_PATH, host, params, experiment)
+    click.echo(f"submitted run {run_id} to {host}")
