@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 		|| { tail -n 40 $(VENV)/install.log; echo "setup: pip install failed; full log in $(VENV)/install.log"; exit 1; }
 	@touch $@
 
-run: setup  ## one daily cycle on the embedded default world (for now: simulate it if absent and summarise)
-	@if [ ! -f "$(STANFLOW_HOME)/raw/_world.json" ]; then $(BIN)/stanflow simulate; fi
-	@$(BIN)/stanflow world
+run: setup  ## one daily retrain on the default world (simulated if absent); DATE=YYYY-MM-DD for another day
+	@mkdir -p "$(STANFLOW_HOME)" && $(BIN)/stanflow daily $(if $(DATE),--date $(DATE),) 2> "$(STANFLOW_HOME)/run.log" \
+		|| { tail -n 60 "$(STANFLOW_HOME)/run.log"; echo "make run failed; full log: $(STANFLOW_HOME)/run.log"; exit 1; }
 
 test: setup  ## the whole suite: code, data, model and integration tests
 	@$(BIN)/python -m pytest
@@ -45,8 +45,8 @@ bench-sim: setup  ## simulator throughput (impressions/s) per preset
 bench-features: setup  ## feature build wall time on the wechat world (target 60 s) -> bench/results/features.json
 	@$(BIN)/python bench/feature_build.py --preset wechat --serve-last-day --out bench/results/features.json
 
-compile:  ## compile the Kubeflow pipeline to IR YAML (arrives with the pipeline, issue #5)
-	@echo "compile: the Kubeflow pipeline is not built yet (issue #5); nothing to compile" >&2; exit 2
+compile: setup  ## compile the Kubeflow pipeline to IR YAML (components/stan_training_pipeline.yaml)
+	@$(BIN)/stanflow pipeline compile
 
 clean:  ## remove the data home (raw data, features, runs); keeps .venv
 	rm -rf "$(STANFLOW_HOME)"

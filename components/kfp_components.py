@@ -5,12 +5,12 @@ one plain function. Locally they run in this environment (``SubprocessRunner(use
 on a cluster, on the project's image (``STANFLOW_IMAGE``), which already holds kfp and stanflow.
 """
 
-import os
-
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-IMAGE = os.environ.get("STANFLOW_COMPONENT_IMAGE", "ghcr.io/stanflow/stanflow:0.1.0")
+from stanflow.settings import Settings
+
+IMAGE = Settings.from_env().component_image
 component = dsl.component(base_image=IMAGE, install_kfp_package=False)
 
 
@@ -19,9 +19,13 @@ def build_training_set(
     home: str, logical_date: str, window_days: int, training_set: Output[Dataset]
 ):
     """Impressions of the window joined point in time through Feast; validated by GX."""
+    import time
+
     from components.steps import build_training_set as step
 
+    started = time.perf_counter()
     meta = step(home, logical_date, window_days, training_set.path)
+    training_set.metadata["seconds"] = round(time.perf_counter() - started, 3)
     training_set.metadata.update({k: v for k, v in meta.items() if k != "tasks"})
     training_set.metadata["tasks"] = ",".join(meta["tasks"])
 
@@ -37,9 +41,13 @@ def train_model(
     train_metrics: Output[Metrics],
 ):
     """Train one model family on the training set (same data and budget for every family)."""
+    import time
+
     from components.steps import train_model as step
 
+    started = time.perf_counter()
     meta = step(training_set.path, home, family, seed, epochs, model.path)
+    model.metadata["seconds"] = round(time.perf_counter() - started, 3)
     model.metadata.update(
         {
             "model_family": family,
@@ -63,13 +71,17 @@ def evaluate_model(
     roc: Output[ClassificationMetrics],
 ):
     """Per-task AUC and NDCG@5 on the test days, per lifecycle stage, and test predictions."""
+    import time
+
     import numpy as np
     import pyarrow.parquet as pq
 
     from components.steps import PREDICTIONS_FILE
     from components.steps import evaluate_model as step
 
+    started = time.perf_counter()
     result = step(model.path, training_set.path, home, evaluation.path)
+    evaluation.metadata["seconds"] = round(time.perf_counter() - started, 3)
     for task, value in result["auc"].items():
         metrics.log_metric(f"auc_{task}", value)
         metrics.log_metric(f"ndcg5_{task}", result["ndcg@5"][task])
@@ -101,9 +113,11 @@ def gate(
 ) -> str:
     """Compare STAN with PLE and the champion; register STAN with the decision; return it."""
     import json
+    import time
 
     from components.gate_step import gate_and_register
 
+    started = time.perf_counter()
     record = gate_and_register(
         stan_model.path,
         stan_evaluation.path,
@@ -119,7 +133,13 @@ def gate(
     )
     with open(decision.path, "w") as fh:
         json.dump(record, fh, indent=2)
-    decision.metadata.update({"decision": record["decision"], "version": record["version"]})
+    decision.metadata.update(
+        {
+            "decision": record["decision"],
+            "version": record["version"],
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
     return record["decision"]
 
 

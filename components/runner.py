@@ -107,3 +107,16 @@ def submit(
         experiment_name=experiment,
     )
     return run.run_id
+
+
+def submit_and_wait(params: PipelineParams, host: str | None, timeout_s: int = 6 * 3600) -> dict:
+    """Submit to the cluster at ``host`` and wait for the run to finish; return its state."""
+    import kfp
+
+    from components.pipeline import PACKAGE_PATH
+
+    if not host:
+        raise ValueError("kfp_mode=cluster needs STANFLOW_KFP_HOST (the KFP API URL)")
+    run_id = submit(PACKAGE_PATH, host, params)
+    run = kfp.Client(host=host).wait_for_run_completion(run_id, timeout=timeout_s)
+    return {"run_id": run_id, "state": str(run.state), "host": host}

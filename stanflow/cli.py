@@ -198,5 +198,9 @@ from stanflow.cli_pipeline import pipeline  # noqa: E402
 
 main.add_command(pipeline)
 
+from stanflow.cli_daily import daily  # noqa: E402
+
+main.add_command(daily)
+
 if __name__ == "__main__":
     main()

@@ -55,6 +55,10 @@ class Settings(BaseModel):
         None,
         description="Kubeflow Pipelines API URL. Unset: pipelines run with the KFP local runner.",
     )
+    component_image: str = Field(
+        "ghcr.io/stanflow/stanflow:0.1.0",
+        description="Image the Kubeflow components run on in a cluster (baked in at compile time).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Logging level of the stanflow command and tasks."
     )

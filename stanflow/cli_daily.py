@@ -1,0 +1,154 @@
+"""``stanflow daily``: one daily retraining cycle in process -- what ``make run`` does.
+
+Simulates the default world when no raw data exist, runs the ``stan_lifecycle_features`` DAG
+and then the ``stan_retrain`` DAG with Airflow's ``dag.test()`` for the day, and prints the run
+summary. Airflow's metadata database lives under ``$STANFLOW_HOME/airflow`` (SQLite).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+REPO_DAGS = Path(__file__).resolve().parent.parent / "dags"
+log = logging.getLogger(__name__)
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """Environment for an embedded Airflow whose state lives in the data home."""
+    airflow_home = home / "airflow"
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "STANFLOW_HOME": str(home),
+    }
+
+
+def _migrate(env: dict[str, str]) -> None:
+    marker = Path(env["AIRFLOW_HOME"]) / ".migrated"
+    if marker.exists():
+        return
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise click.ClickException(f"airflow db migrate failed:\n{result.stderr[-3000:]}")
+    marker.touch()
+
+
+def _dag_test(dag_id: str, day, conf: dict | None = None):
+    import datetime as dt
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_DAGS / f"{dag_id}.py"))
+    if bag.import_errors:
+        raise click.ClickException(f"{dag_id}: import errors {bag.import_errors}")
+    logical = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    run = bag.dags[dag_id].test(logical_date=logical, run_conf=conf or {})
+    if str(run.state) != "success" and getattr(run.state, "value", "") != "success":
+        raise click.ClickException(f"{dag_id} for {day} ended {run.state}; see the task logs above")
+    return run
+
+
+def _task_durations(run) -> dict[str, float]:
+    """Seconds per task of a finished DAG run (``dag_id.task_id``)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id
+        )
+        return {f"{ti.dag_id}.{ti.task_id}": round(ti.duration or 0.0, 3) for ti in tis}
+
+
+def _print_summary(summary: dict, folder: Path) -> None:
+    metrics = summary["metrics"]
+    tasks = list(metrics["stan"])
+    click.echo("")
+    click.echo(
+        f"{'task':8s} {'STAN AUC':>9s} {'PLE AUC':>9s} {'lift':>8s}  "
+        f"{'STAN NDCG@5':>11s} {'PLE NDCG@5':>10s}"
+    )
+    for t in tasks:
+        s, p = metrics["stan"][t], metrics["ple"][t]
+        click.echo(
+            f"{t:8s} {s['auc']:9.4f} {p['auc']:9.4f} {s['auc'] - p['auc']:+8.4f}  "
+            f"{s['ndcg@5']:11.4f} {p['ndcg@5']:10.4f}"
+        )
+    gate = summary["gate"]
+    click.echo(
+        f"\ngate: {gate['decision'].upper()}" + (" (override)" if gate.get("overridden") else "")
+    )
+    for reason in gate["reasons"]:
+        if reason.startswith("FAIL") or reason.startswith("OVERRIDE"):
+            click.echo(f"  {reason}")
+    passed = sum(r.startswith("PASS") for r in gate["reasons"])
+    click.echo(f"  ({passed} checks passed; all reasons in summary.json)")
+    click.echo(f"candidate: {summary['model_uri']}")
+    click.echo(f"champion : {summary['champion_uri']}")
+    click.echo(f"summary  : {folder / 'summary.json'}")
+    click.echo(f"report   : {folder / 'report.html'}")
+
+
+@click.command()
+@click.option("--date", "date_", help="Day to run, YYYY-MM-DD (default: the latest raw partition).")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Maximum training epochs.")
+@click.option(
+    "--window-days",
+    type=int,
+    default=14,
+    show_default=True,
+    help="Days of impressions in the training set.",
+)
+@click.pass_context
+def daily(ctx, date_, epochs, window_days) -> None:
+    """One daily cycle in process: features DAG, then retrain DAG, then the summary.
+
+    Simulates the default world (STANFLOW_PRESET) first when the home holds no raw data.
+    """
+    import datetime as dt
+
+    from stan_model.data import raw_store
+
+    home = ctx.obj["settings"].home
+    timings = {}
+    env = airflow_env(home)
+    os.environ.update(env)
+    if not raw_store.manifest_path(home).exists():
+        from stan_model.data.simulator import write_world
+        from stan_model.data.world_config import WorldConfig
+
+        started = time.perf_counter()
+        cfg = WorldConfig.preset(ctx.obj["settings"].preset)
+        report = write_world(cfg, home, progress=True)
+        timings["simulate"] = round(time.perf_counter() - started, 3)
+        click.echo(f"simulated world '{cfg.name}': {report.events:,} impressions")
+    days = raw_store.partition_days(home)
+    day = dt.date.fromisoformat(date_) if date_ else days[-1]
+    if day not in days:
+        raise click.BadParameter(f"{day} has no raw events; the world has {days[0]} .. {days[-1]}")
+    _migrate(env)
+    timings.update(_task_durations(_dag_test("stan_lifecycle_features", day)))
+    conf = {"epochs": epochs, "window_days": window_days, "date": day.isoformat()}
+    run = _dag_test("stan_retrain", day, conf)
+    timings.update(_task_durations(run))
+    from components.daily import run_folder_name
+
+    folder = home / "runs" / run_folder_name(run.run_id)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["timings_s"].update(timings)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary, folder)
