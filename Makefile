@@ -35,7 +35,8 @@ lint: setup  ## ruff
 airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the README)
 	@mkdir -p "$(STANFLOW_HOME)/airflow"
 	AIRFLOW_HOME="$(STANFLOW_HOME)/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/airflow standalone
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 STANFLOW_HOME="$(STANFLOW_HOME)" \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
 
 bench: bench-sim bench-features  ## every benchmark; results under bench/results/
 

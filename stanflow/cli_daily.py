@@ -7,6 +7,7 @@ summary. Airflow's metadata database lives under ``$STANFLOW_HOME/airflow`` (SQL
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -141,10 +142,13 @@ def daily(ctx, date_, epochs, window_days) -> None:
     if day not in days:
         raise click.BadParameter(f"{day} has no raw events; the world has {days[0]} .. {days[-1]}")
     _migrate(env)
-    timings.update(_task_durations(_dag_test("stan_lifecycle_features", day)))
     conf = {"epochs": epochs, "window_days": window_days, "date": day.isoformat()}
-    run = _dag_test("stan_retrain", day, conf)
-    timings.update(_task_durations(run))
+    click.echo(f"running stan_lifecycle_features and stan_retrain for {day} (logs: stderr)")
+    # Airflow's task logs go to stdout under dag.test(); keep stdout for the summary.
+    with contextlib.redirect_stdout(sys.stderr):
+        timings.update(_task_durations(_dag_test("stan_lifecycle_features", day)))
+        run = _dag_test("stan_retrain", day, conf)
+        timings.update(_task_durations(run))
     from components.daily import run_folder_name
 
     folder = home / "runs" / run_folder_name(run.run_id)
