@@ -84,6 +84,13 @@ def _summary_lines(metrics: dict, tasks: list[str]) -> list[str]:
 )
 @click.option("--bf16", is_flag=True, help="Train and score under bfloat16 autocast on the CPU.")
 @click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="CPU threads per process (0: one per core). Use 1 on a machine shared with other jobs.",
+)
+@click.option(
     "--test-days",
     type=click.IntRange(min=1),
     default=3,
@@ -131,6 +138,7 @@ def train(
     lr,
     patience,
     bf16,
+    threads,
     test_days,
     valid_days,
     sets,
@@ -165,6 +173,7 @@ def train(
         "lr": lr,
         "patience": patience,
         "bf16": bf16,
+        "threads": threads,
         "progress": progress,
     }
     dataset_config = DatasetConfig(test_days=test_days, valid_days=valid_days)

@@ -37,7 +37,7 @@ class PLEConfig:
     shared_experts: int = 2  # experts shared by all tasks, per level
     # Each expert's MLP. The first width is set so that PLE's parameter count matches STAN's at
     # the defaults (STAN's backbone uses 128): PLE gets the budget STAN spends on its branch.
-    expert_dims: tuple[int, ...] = (138, 64)
+    expert_dims: tuple[int, ...] = (136, 64)
     tower: tuple[int, ...] = (64,)  # each task's tower before its logit
     dropout: float = 0.0  # after every hidden layer
 

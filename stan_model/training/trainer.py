@@ -56,6 +56,9 @@ class TrainConfig:
     eval_batch_size: int = 16384  # validation / test batch: no gradients, so larger
     progress: bool = True  # a tqdm bar per epoch (rank 0)
     resume: bool = True  # continue from the checkpoint folder when it holds a run
+    # torch intra-op threads for this process (0: torch's default, one per core). On a shared
+    # machine 1 avoids OpenMP threads spinning against other processes (10x slowdowns seen).
+    threads: int = 0
 
 
 @dataclass
@@ -84,6 +87,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``data``'s training split; leaves it holding its best-epoch weights."""
     ctx = init_distributed()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, start_epoch, bad_epochs = TrainResult(), 0, 0

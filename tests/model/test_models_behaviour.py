@@ -26,6 +26,16 @@ SMALL = {  # small widths keep the suite fast; the behaviour does not depend on 
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine, two OpenMP threads spinning against other
+    processes made these tests 10-20x slower; one thread is steady."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tiny_world):
     return build_dataset(tiny_world)
@@ -43,19 +53,24 @@ def _model(family, data, extra=None):
 
 
 def _bce(model, bundle) -> float:
+    """Sum over tasks of the mean BCE (what the models report as their ``bce`` part)."""
     logits = torch.from_numpy(predict(model, bundle))
-    return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, bundle.labels))
+    per_element = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, bundle.labels, reduction="none"
+    )
+    return float(per_element.mean(0).sum())
 
 
 @pytest.mark.parametrize("family", list(MODELS))
 def test_loss_falls_on_tiny(family, tiny_data):
     model = _model(family, tiny_data)
-    train_set = tiny_data.split("train")
-    before = _bce(model, train_set)
-    result = train(model, tiny_data, TrainConfig(epochs=2, batch_size=1024, progress=False))
-    after = _bce(model, train_set)
-    assert after < 0.99 * before, (before, after)  # base-rate init already sits near 0.26
-    assert np.isfinite(result.history[-1]["train"]["loss"])
+    before = _bce(model, tiny_data.split("train"))  # base-rate init already sits near 0.77
+    result = train(
+        model, tiny_data, TrainConfig(epochs=2, batch_size=1024, patience=5, progress=False)
+    )
+    during_last_epoch = result.history[-1]["train"]["bce"]
+    assert during_last_epoch < 0.99 * before, (before, during_last_epoch)
+    assert result.history[-1]["train"]["bce"] < result.history[0]["train"]["bce"]
     assert result.history[-1]["valid_mean_auc"] > 0.6
 
 
@@ -77,11 +92,11 @@ def test_predictions_do_not_depend_on_batch_composition(family, tiny_data):
     "config",
     [
         STANConfig(),
-        STANConfig.faithful(),
+        STANConfig.design_directions(),
         STANConfig(no_beta=True),
-        STANConfig(normalise_gamma=False, beta_max_count=20.0),
+        STANConfig(beta_max_count=20.0, resample_gamma=False),
     ],
-    ids=["default", "faithful", "no_beta", "capped"],
+    ids=["default-paper", "design-directions", "no-beta", "capped-beta-mean"],
 )
 def test_users_with_higher_preference_get_higher_mean_gamma(config):
     torch.manual_seed(0)
@@ -98,26 +113,24 @@ def _learns(param: torch.Tensor) -> bool:
     return param.grad is not None and bool(param.grad.abs().sum() > 0)
 
 
+ROUTED = {"state_to_gates": True, "state_to_towers": True}
+
+
 @pytest.mark.parametrize(
     ("switches", "state_learns", "score_learns"),
     [
-        ({}, True, True),
-        ({"no_stage_loss": True, "state_to_gates": False, "state_to_towers": False}, False, False),
-        ({"no_stage_loss": True}, True, False),  # state routing alone trains the state embedding
-        ({"no_stage_loss": True, "state_to_towers": False}, True, False),
-        ({"unit_task_weights": True, "scale_stage_loss": False}, True, True),
+        ({}, True, True),  # the paper: the stage loss trains the whole branch
+        ({"no_stage_loss": True}, False, False),  # nothing reaches the branch (gamma detached)
+        ({"no_stage_loss": True, **ROUTED}, True, False),  # routing alone trains e_k
+        ({"no_stage_loss": True, "state_to_gates": True}, True, False),
+        ({"unit_task_weights": True, "scale_stage_loss": True}, True, True),
+        ({"no_beta": True, "detach_gamma": False, "no_stage_loss": True}, True, True),  # via gamma
         (
-            {
-                "no_beta": True,
-                "detach_gamma": False,
-                "no_stage_loss": True,
-                "state_to_gates": False,
-                "state_to_towers": False,
-            },
+            {"resample_gamma": False, "attention_residual": True, "normalise_gamma": True},
             True,
             True,
-        ),  # gamma's gradient
-        ({"resample_gamma": False, "attention_residual": False}, True, True),
+        ),
+        ({"beta_max_count": 50.0, "detach_gamma": False, "no_stage_loss": True}, True, True),
     ],
 )
 def test_every_stan_switch_runs_and_trains_what_it_should(
