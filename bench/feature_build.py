@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine  # bench/machine.py (a script's own folder is on sys.path)
 
 from feature_repo.build import build_features
 from stan_model.data import raw_store
@@ -26,23 +26,6 @@ from stan_model.data.world_config import WorldConfig
 
 log = logging.getLogger("bench.feature_build")
 TARGET_S = 60.0
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def run(preset: str, serve_last_day: bool) -> dict:

@@ -10,32 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from machine import machine  # bench/machine.py (a script's own folder is on sys.path)
+
 from stan_model.data.simulator import WorldSimulator, write_world
 from stan_model.data.world_config import WorldConfig
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def generate_only(cfg: WorldConfig) -> tuple[int, float]:
