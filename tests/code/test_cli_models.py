@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from stan_model.models import MODELS
 from stanflow.cli import main
 from stanflow.cli_models import MODEL_NAMES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spinning against other
-    processes made these tests 10-20x slower; one thread is steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_cli_knows_every_model_family():

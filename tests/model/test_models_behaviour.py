@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from stan_model.data.dataset import build_dataset
 from stan_model.io import with_overrides
 from stan_model.models import MODELS, STANConfig, build_model
 from stan_model.models.stan import task_weights
@@ -26,19 +25,7 @@ SMALL = {  # small widths keep the suite fast; the behaviour does not depend on 
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spinning against other
-    processes made these tests 10-20x slower; one thread is steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tiny_world):
-    return build_dataset(tiny_world)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(family, data, extra=None):

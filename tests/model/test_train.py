@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stan_model.data.dataset import build_dataset
 from stan_model.io import with_overrides
 from stan_model.models import STANConfig, build_model
 from stan_model.training import TrainConfig, run_experiment, train
@@ -37,19 +36,7 @@ CLI_SMALL = [
 VENV_BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spinning against other
-    processes made these tests 10-20x slower; one thread is steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tiny_world):
-    return build_dataset(tiny_world)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _stan(data, seed: int):
