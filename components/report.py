@@ -221,7 +221,7 @@ def _plot_user_states(run_dir: Path, model_dir: Path, home: str, path: Path) -> 
     import numpy as np
     import torch
 
-    from components.steps import _world
+    from components.steps import world_for_training_set
     from stan_model.data.table_dataset import Preprocessor
     from stan_model.io import load_model
     from stan_model.schema import LIFECYCLE_STAGES, TRUTH_STAGES
@@ -229,7 +229,7 @@ def _plot_user_states(run_dir: Path, model_dir: Path, home: str, path: Path) -> 
 
     loaded = load_model(model_dir)
     dataset = run_dir / "build-training-set" / "training_set"
-    data, _ = _world(str(dataset), home, Preprocessor.load(model_dir))
+    data, _ = world_for_training_set(str(dataset), home, Preprocessor.load(model_dir))
     rows = data.splits["test"]
     _, first = np.unique(data.user[rows] * len(data.days) + data.day[rows], return_index=True)
     picked = rows[np.sort(first)]  # each (user, day)'s first impression

@@ -66,7 +66,8 @@ def build_training_set(home: str, logical_date: str, window_days: int, out_path:
     }
 
 
-def _world(dataset_path: str, home: str, preprocessor=None):
+def world_for_training_set(dataset_path: str, home: str, preprocessor=None):
+    """The training set at ``dataset_path`` as model data (fitting a preprocessor unless given)."""
     import pyarrow.parquet as pq
 
     from stan_model.data import raw_store
@@ -87,7 +88,7 @@ def train_model(
     from stan_model.models import build_model, config_class
     from stan_model.training.experiment import run_experiment
 
-    data, prep = _world(dataset_path, home)
+    data, prep = world_for_training_set(dataset_path, home)
     budget = None
     if family != BASELINE_BUDGET_OF:
         budget = build_model(BASELINE_BUDGET_OF, data.spec, config_class(BASELINE_BUDGET_OF)())
@@ -127,7 +128,7 @@ def evaluate_model(model_dir: str, dataset_path: str, home: str, out_dir: str) -
     from stan_model.training.evaluation import evaluate, predict
 
     loaded = load_model(model_dir)
-    data, _ = _world(dataset_path, home, Preprocessor.load(model_dir))
+    data, _ = world_for_training_set(dataset_path, home, Preprocessor.load(model_dir))
     metrics = evaluate(loaded.model, data, "test", probe=data.latent_stage is not None)
     rows = data.splits["test"]
     logits = predict(loaded.model, data.bundle.take(torch.from_numpy(rows)), 16384, False)
