@@ -4,6 +4,9 @@
 re-scored on those rows with its own saved preprocessor), adds paired user-bootstrap intervals of
 every lift, decides by the policy, and registers STAN's model with the decision and its reasons,
 whatever the decision. ``promote`` then switches the champion (only run when the gate said so).
+A model identical to one already registered (a rerun of the same day) reuses that version, and
+promoting the current champion again is a no-op, so a rerun leaves the registry and the champion
+as they were.
 """
 
 from __future__ import annotations
@@ -151,9 +154,17 @@ def gate_and_register(
             "metrics": {"stan": stan.tasks, "ple": ple.tasks},
         },
     )
-    record["version"] = registry.register(Path(stan_model_dir), metadata)
+    # The same model trained again (a rerun of a day) is the version already registered.
+    record["version"], record["reused_version"] = registry.register_or_reuse(
+        Path(stan_model_dir), metadata
+    )
     record["registry_uri"] = registry.uri
-    log.info("gate: %s (version %s)", decision.decision, record["version"])
+    log.info(
+        "gate: %s (version %s%s)",
+        decision.decision,
+        record["version"],
+        ", already registered" if record["reused_version"] else "",
+    )
     return record
 
 

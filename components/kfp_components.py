@@ -137,6 +137,7 @@ def gate(
         {
             "decision": record["decision"],
             "version": record["version"],
+            "reused_version": record["reused_version"],
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
@@ -150,4 +151,6 @@ def promote(home: str, registry_uri: str, override_reason: str, decision: Input[
 
     version = decision.metadata["version"]
     reason = override_reason or "gate passed: STAN beat PLE on the configured metrics"
-    return step(registry_uri, home, version, reason, force=bool(override_reason))["champion_uri"]
+    # A reused version keeps the verdict of the run that registered it; this run's gate passed.
+    force = bool(override_reason) or bool(decision.metadata.get("reused_version"))
+    return step(registry_uri, home, version, reason, force=force)["champion_uri"]

@@ -122,30 +122,46 @@ class MaterializeReport:
 
 
 def materialize(
-    home: str | Path, day: dt.date, settings: Settings | None = None
+    home: str | Path,
+    day: dt.date,
+    settings: Settings | None = None,
+    *,
+    first_day: dt.date | None = None,
 ) -> MaterializeReport:
     """Load day ``day``'s validated features into the online store.
 
     Refuses (:class:`NotValidatedError`) unless ``validate_features`` passed on exactly the files
-    that are there now, so a failed or skipped validation never reaches the online store.
+    that are there now, so a failed or skipped validation never reaches the online store. With
+    ``first_day`` (a backfill), every day from ``first_day`` to ``day`` must be validated, and one
+    Feast materialization loads them all: each entity ends with its latest day's values, exactly
+    as after materializing the days one by one.
     """
     from feature_repo.validate import check_validated
 
     home = Path(home)
-    problem = check_validated(home, day)
-    if problem:
-        raise NotValidatedError(
-            f"not materializing {day}: {problem}. Run `stanflow features validate --date {day}` "
-            "and fix what it reports first."
-        )
+    first = first_day or day
+    if first > day:
+        raise ValueError(f"first_day {first} is after day {day}")
+    days = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+    for d in days:
+        problem = check_validated(home, d)
+        if problem:
+            raise NotValidatedError(
+                f"not materializing {d}: {problem}. Run `stanflow features validate --date {d}` "
+                "and fix what it reports first."
+            )
     s = _settings_for(home, settings)
     store = apply(home, s)
-    # Rows of day D carry the timestamp of the end of D (definitions.py): materialize exactly it.
-    stamp = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    # Rows of day D carry the timestamp of the end of D (definitions.py): materialize exactly
+    # the end-of-day stamps of the days asked for.
+    start, end = (
+        dt.datetime.combine(d + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        for d in (first, day)
+    )
     views = [v.name for v in store.list_feature_views()]
     with quiet_feast():
-        store.materialize(start_date=stamp, end_date=stamp, feature_views=views)
-    log.info("materialized %s into the %s online store: %s", day, s.online_store, views)
+        store.materialize(start_date=start, end_date=end, feature_views=views)
+    log.info("materialized %s..%s into the %s online store: %s", first, day, s.online_store, views)
     return MaterializeReport(day=day, online_store=s.online_store, feature_views=tuple(views))
 
 
@@ -214,4 +230,3 @@ def get_offline_features(
             row[f"{view}__{feature}"] = found.get(feature)
         rows.append(row)
     return rows
-

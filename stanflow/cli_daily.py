@@ -114,11 +114,24 @@ def _print_summary(summary: dict, folder: Path) -> None:
     show_default=True,
     help="Days of impressions in the training set.",
 )
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--force-promote",
+    is_flag=True,
+    help="Promote STAN even if the gate rejects it (needs --reason; kept in the history).",
+)
+@click.option("--reason", default="", help="Why the gate is overridden (with --force-promote).")
+@click.option(
+    "--features-only",
+    is_flag=True,
+    help="Run only the features DAG for the day (e.g. to backfill days one by one).",
+)
 @click.pass_context
-def daily(ctx, date_, epochs, window_days) -> None:
+def daily(ctx, date_, epochs, window_days, seed, force_promote, reason, features_only) -> None:
     """One daily cycle in process: features DAG, then retrain DAG, then the summary.
 
     Simulates the default world (STANFLOW_PRESET) first when the home holds no raw data.
+    Rerunning a day replaces what it wrote: the stores and the champion end as after one run.
     """
     import datetime as dt
 
@@ -141,14 +154,28 @@ def daily(ctx, date_, epochs, window_days) -> None:
     day = dt.date.fromisoformat(date_) if date_ else days[-1]
     if day not in days:
         raise click.BadParameter(f"{day} has no raw events; the world has {days[0]} .. {days[-1]}")
+    if force_promote and not reason.strip():
+        raise click.UsageError("--force-promote needs --reason (kept in the promotion history)")
     _migrate(env)
-    conf = {"epochs": epochs, "window_days": window_days, "date": day.isoformat()}
-    click.echo(f"running stan_lifecycle_features and stan_retrain for {day} (logs: stderr)")
+    conf = {
+        "epochs": epochs,
+        "window_days": window_days,
+        "date": day.isoformat(),
+        "seed": seed,
+        "force_promote": force_promote,
+        "override_reason": reason,
+    }
+    dags = "stan_lifecycle_features" + ("" if features_only else " and stan_retrain")
+    click.echo(f"running {dags} for {day} (logs: stderr)")
     # Airflow's task logs go to stdout under dag.test(); keep stdout for the summary.
     with contextlib.redirect_stdout(sys.stderr):
         timings.update(_task_durations(_dag_test("stan_lifecycle_features", day)))
-        run = _dag_test("stan_retrain", day, conf)
-        timings.update(_task_durations(run))
+        run = None if features_only else _dag_test("stan_retrain", day, conf)
+        if run is not None:
+            timings.update(_task_durations(run))
+    if run is None:
+        click.echo(f"features of {day}: built, validated and materialized")
+        return
     from components.daily import run_folder_name
 
     folder = home / "runs" / run_folder_name(run.run_id)

@@ -96,6 +96,41 @@ def materialize(ctx: click.Context, date: dt.datetime) -> None:
     )
 
 
+@features.command()
+@click.option("--start", type=_DATE, required=True, help="First day (YYYY-MM-DD).")
+@click.option("--end", type=_DATE, required=True, help="Last day, inclusive.")
+@click.pass_context
+def backfill(ctx: click.Context, start: dt.datetime, end: dt.datetime) -> None:
+    """Build and validate every day from --start to --end, then materialize them in one go.
+
+    Nothing reaches the online store unless every day's validation passed; the stores end as
+    after running the daily features DAG for each day in order.
+    """
+    from tqdm import tqdm
+
+    from feature_repo.build import build_features
+    from feature_repo.store import NotValidatedError
+    from feature_repo.store import materialize as run
+    from feature_repo.validate import FeatureValidationError, validate_features
+
+    settings = _settings(ctx)
+    first, last = _day(start), _day(end)
+    if first > last:
+        raise click.BadParameter(f"--start {first} is after --end {last}", param_hint="--start")
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    try:
+        for day in tqdm(days, desc="build + validate", unit="day"):
+            build_features(settings.home, day)
+            validate_features(settings.home, day)
+        report = run(settings.home, last, settings, first_day=first)
+    except (FeatureValidationError, FileNotFoundError, NotValidatedError) as exc:
+        raise click.ClickException(f"{exc}\n(nothing was materialized)") from exc
+    click.echo(
+        f"backfilled {first} .. {last} ({len(days)} days) into the {report.online_store} "
+        f"online store: {', '.join(report.feature_views)}"
+    )
+
+
 def _format(value: Any, tasks: list[str]) -> str:
     if isinstance(value, list):
         if len(value) == len(tasks):

@@ -116,7 +116,8 @@ def run_cmd(ctx, date, window_days, epochs, seed, policy, force_promote, reason,
         click.echo(json.dumps(record, indent=2))
         return
     click.echo(f"run: {result['run_dir']}")
-    click.echo(f"gate: {record['decision'].upper()}  (STAN version {record['version']})")
+    reused = ", the same model was already registered" if record.get("reused_version") else ""
+    click.echo(f"gate: {record['decision'].upper()}  (STAN version {record['version']}{reused})")
     for line in record["reasons"]:
         click.echo(f"  {line}")
 

@@ -32,8 +32,12 @@ class VersionMetadata:
         except TypeError as exc:
             raise RegistryError(f"version metadata: extra must be JSON-able: {exc}") from exc
 
-    def to_json(self, *, created_at: str, champion_at_registration: str | None) -> bytes:
+    def to_json(
+        self, *, created_at: str, champion_at_registration: str | None, content_digest: str = ""
+    ) -> bytes:
         body = asdict(self)
+        if content_digest:
+            body["content_digest"] = content_digest
         body["gate_reasons"] = list(self.gate_reasons)
         body["created_at"] = created_at
         body["champion_at_registration"] = champion_at_registration

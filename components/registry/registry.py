@@ -7,6 +7,13 @@ Layout below the registry root (a directory or ``s3://bucket/prefix``)::
     versions/<version>/MANIFEST.json     SHA-256 and size of every file above (written last)
     champion.json                        the champion pointer (one object, compare-and-swap)
     history/<sequence>-<version>.json    every state the pointer has had (append-only)
+    contents/<digest>                    the first version registered with that content
+
+A version's *content digest* hashes every registered file except the training log
+(``metrics.json``: timings differ between otherwise identical runs), so the same weights, config
+and preprocessor trained twice have the same digest. ``register_or_reuse`` returns the version
+that already holds that content instead of adding a copy: rerunning a day leaves the registry
+(and, since promoting the champion again is a no-op, the champion) as one run left it.
 
 A version exists once its manifest exists; the manifest is created only if absent, so a version
 is never overwritten. Reading a version checks the manifest against the version id and every file
@@ -15,6 +22,7 @@ against the manifest; weights are safetensors and metadata JSON, so nothing is e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -56,6 +64,9 @@ from components.registry.storage import RegistryStorage
 log = logging.getLogger(__name__)
 
 VERSIONS_PREFIX = "versions"
+CONTENTS_PREFIX = "contents"
+# Files that record how training went rather than what was trained: not part of the identity.
+TRAINING_LOG_FILES = frozenset({"metrics.json"})
 
 
 def utc_now() -> datetime:
@@ -99,12 +110,40 @@ class ModelRegistry:
     def register(self, model_dir: Path, metadata: VersionMetadata) -> str:
         """Copy ``model_dir``'s files into a new immutable version; return its id."""
         files = scan_model_dir(Path(model_dir))
+        return self._register(files, metadata, content_digest([f.entry for f in files]))
+
+    def register_or_reuse(self, model_dir: Path, metadata: VersionMetadata) -> tuple[str, bool]:
+        """``(version, reused)``: the version already holding this content, or a new one.
+
+        Content is every file but the training log (:data:`TRAINING_LOG_FILES`); a reused
+        version keeps its own metadata (versions are immutable).
+        """
+        files = scan_model_dir(Path(model_dir))
+        digest = content_digest([f.entry for f in files])
+        existing = self.find_content(digest)
+        if existing is not None:
+            log.info("content %s is already registered as %s; reusing it", digest[:12], existing)
+            return existing, True
+        return self._register(files, metadata, digest), False
+
+    def find_content(self, digest: str) -> str | None:
+        """The version registered with content ``digest``, if any (its manifest must exist)."""
+        tagged = self.storage.read_tagged(f"{CONTENTS_PREFIX}/{digest}")
+        if tagged is None:
+            return None
+        version = check_version_id(tagged.data.decode().strip())
+        if self.storage.read_tagged(self._key(version, MANIFEST_NAME)) is None:
+            return None  # an interrupted registration: its version never came to exist
+        return version
+
+    def _register(self, files, metadata: VersionMetadata, digest: str) -> str:
         now = self.clock().astimezone(UTC)
         created = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the id's precision
         champion, _ = self.pointer.read()
         meta = metadata.to_json(
             created_at=created.isoformat(timespec="milliseconds"),
             champion_at_registration=champion.version if champion else None,
+            content_digest=digest,
         )
         entries = [f.entry for f in files]
         entries.append(_entry_for_bytes(METADATA_NAME, meta))
@@ -123,6 +162,8 @@ class ModelRegistry:
             f.check_unchanged()
         self._write_once(version, METADATA_NAME, meta)
         self._write_once(version, MANIFEST_NAME, manifest)
+        with contextlib.suppress(ObjectExistsError):  # the first with this content keeps it
+            self.storage.write_new(f"{CONTENTS_PREFIX}/{digest}", version.encode())
         log.info(
             "registered %s (%d files) at %s",
             version,
@@ -235,8 +276,13 @@ class ModelRegistry:
         """Make ``version`` the champion after verifying all its files.
 
         A version the gate rejected is refused unless ``force`` (an operator's override, kept in
-        the history with its reason). ``ConcurrentPromotionError`` if another switch won a race.
+        the history with its reason). Promoting the current champion changes nothing and returns
+        its record. ``ConcurrentPromotionError`` if another switch won a race.
         """
+        current = self.champion_record()
+        if current is not None and current.version == version:
+            log.info("%s is already the champion; nothing to switch", version)
+            return current
         info = self.verify(version)
         if not info.metadata.get("gate_passed", False) and not force:
             reasons = "; ".join(info.metadata.get("gate_reasons", [])) or "no reasons recorded"
@@ -251,6 +297,12 @@ class ModelRegistry:
         current, target, tag = self.pointer.rollback_target()
         self.verify(target.version)
         return self.pointer.rollback(current, target, tag, reason)
+
+
+def content_digest(entries: list[ManifestEntry]) -> str:
+    """SHA-256 over the sorted ``path sha256`` lines of every file but the training log."""
+    lines = sorted(f"{e.path} {e.sha256}\n" for e in entries if e.path not in TRAINING_LOG_FILES)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def _entry_for_bytes(path: str, data: bytes) -> ManifestEntry:

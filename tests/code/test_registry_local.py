@@ -149,6 +149,32 @@ def test_an_existing_version_is_never_overwritten(tmp_path):
     assert frozen.list_versions() == [version]
 
 
+def test_identical_content_reuses_its_version_and_promoting_the_champion_is_a_no_op(
+    registry, tmp_path
+):
+    """A rerun of a day trains the same model: no second version, no second promotion."""
+    first, reused = registry.register_or_reuse(make_model_dir(tmp_path / "a", 0), meta(False))
+    assert reused is False
+    registry.promote(first, "bootstrap", force=True)
+    rerun = make_model_dir(tmp_path / "b", 0)
+    (rerun / "metrics.json").write_text(json.dumps({"samples_per_s": 123.4}))  # a new log
+    again, reused = registry.register_or_reuse(rerun, meta(True))
+    assert (again, reused) == (first, True)
+    assert registry.show(first).metadata["gate_passed"] is False  # immutable: kept as it was
+    record = registry.promote(first, "gate passed on the rerun")
+    assert record.sequence == 1 and len(registry.history()) == 1
+    assert registry.list_versions() == [first]
+
+    changed = make_model_dir(tmp_path / "c", 0)
+    (changed / "config.json").write_text(json.dumps({"embedding_dim": 16, "seed": 0}))
+    other, reused = registry.register_or_reuse(changed, meta())
+    assert other != first and reused is False
+    assert (
+        registry.show(other).metadata["content_digest"]
+        != registry.show(first).metadata["content_digest"]
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
