@@ -7,6 +7,7 @@ instant and a broken optional layer cannot stop the others from working.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def main(ctx: click.Context, home: Path | None) -> None:
         settings = Settings.from_env()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from exc
+    # Torch loads inside the commands, after this: see components.runner.OMP_WAIT_POLICY.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if home is not None:
         settings = settings.model_copy(update={"home": home.resolve()})
     logging.basicConfig(
