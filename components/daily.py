@@ -28,7 +28,16 @@ def run_folder_name(run_id: str) -> str:
 def component_timings(run_dir: str | Path) -> dict[str, float]:
     """Seconds per pipeline stage, from the ``seconds`` metadata each component records."""
     out = {}
-    for folder, stage in STAGES.items():
+    stages = dict(STAGES)
+    for folder in sorted(Path(run_dir).glob("for-loop-*/*")):  # extra baselines
+        for artifact, prefix in (
+            ("model/model.json", "train"),
+            ("evaluation/evaluation.json", "evaluate"),
+        ):
+            if (folder / artifact).is_file():
+                family = json.loads((folder / artifact).read_text())["family"]
+                stages[folder.relative_to(run_dir).as_posix()] = f"{prefix}_{family}"
+    for folder, stage in stages.items():
         path = Path(run_dir) / folder / "executor_output.json"
         if not path.exists():
             continue

@@ -27,6 +27,7 @@ def stan_training_pipeline(
     policy_path: str = "",
     force_promote: bool = False,
     override_reason: str = "",
+    extra_models: list[str] = [],  # noqa: B006 -- KFP reads the default from the signature
 ):
     data = build_training_set(home=home, logical_date=logical_date, window_days=window_days)
     data.set_display_name("training set (Feast, point in time)")
@@ -46,6 +47,21 @@ def stan_training_pipeline(
         )
         evaluated.set_display_name(f"evaluate {family}")
         models[family], evaluations[family] = trained, evaluated
+    # More baselines for the report (mmoe, mlp_single, mlp_shared): trained on the same data
+    # with the same budget and evaluated, but not gated.
+    with dsl.ParallelFor(extra_models, name="extra-models") as family:
+        extra = train_model(
+            home=home,
+            family=family,
+            seed=seed,
+            epochs=epochs,
+            training_set=data.outputs["training_set"],
+        )
+        extra.set_display_name("train extra baseline")
+        evaluated = evaluate_model(
+            home=home, model=extra.outputs["model"], training_set=data.outputs["training_set"]
+        )
+        evaluated.set_display_name("evaluate extra baseline")
     decided = gate(
         home=home,
         registry_uri=registry_uri,

@@ -42,9 +42,15 @@ def _json_safe(value):
 
 
 def _by_family(run_dir: Path, component: str, artifact: str, file: str) -> dict[str, Path]:
-    """``{family: artifact folder}`` over ``<component>``, ``<component>-2``, … of the run."""
+    """``{family: artifact folder}`` over ``<component>``, ``<component>-2``, … of the run.
+
+    Extra baselines run inside the pipeline's loop, under ``for-loop-*/<component>-N``.
+    """
     found = {}
-    for folder in sorted(run_dir.glob(f"{component}*")):
+    folders = sorted(run_dir.glob(f"{component}*")) + sorted(
+        run_dir.glob(f"for-loop-*/{component}*")
+    )
+    for folder in folders:
         path = folder / artifact / file
         if path.is_file():
             found[json.loads(path.read_text())["family"]] = path.parent
@@ -107,7 +113,9 @@ def write_summary(
     run_dir = Path(run_dir)
     models = _by_family(run_dir, "train-model", "model", "model.json")
     evaluations = _by_family(run_dir, "evaluate-model", "evaluation", "evaluation.json")
-    ev = {f: json.loads((evaluations[f] / "evaluation.json").read_text()) for f in FAMILIES}
+    # STAN and PLE first, then any extra baselines of the run (reported, not gated).
+    families = (*FAMILIES, *sorted(f for f in evaluations if f not in FAMILIES))
+    ev = {f: json.loads((evaluations[f] / "evaluation.json").read_text()) for f in families}
     record = json.loads((run_dir / "gate" / "decision").read_text())
     data = _data_split(run_dir / "build-training-set" / "training_set", models["stan"])
     if data["test"]["rows"] != ev["stan"]["n_samples"]:
@@ -127,16 +135,16 @@ def write_summary(
         "validation": validation,
         "metrics": {
             f: {t: {"auc": ev[f]["auc"][t], "ndcg@5": ev[f]["ndcg@5"][t]} for t in tasks}
-            for f in FAMILIES
+            for f in families
         },
-        "metrics_by_stage": {f: ev[f]["auc_by_rule_stage"] for f in FAMILIES},
+        "metrics_by_stage": {f: ev[f]["auc_by_rule_stage"] for f in families},
         # Simulated worlds only (the simulator's truth); null on real data.
         "metrics_by_latent_stage": (
-            {f: ev[f]["auc_by_latent_stage"] for f in FAMILIES}
-            if all("auc_by_latent_stage" in ev[f] for f in FAMILIES)
+            {f: ev[f]["auc_by_latent_stage"] for f in families}
+            if all("auc_by_latent_stage" in ev[f] for f in families)
             else None
         ),
-        "probe": {f: ev[f].get("probe") for f in FAMILIES},
+        "probe": {f: ev[f].get("probe") for f in families},
         "gate": {
             "decision": record["decision"],
             "reasons": record["reasons"],
@@ -363,6 +371,11 @@ def write_report(
         [f.upper(), *(_fmt((p or {}).get(k), ".3f") for k in ("accuracy", "balanced_accuracy"))]
         for f, p in summary["probe"].items()
     ]
+    all_models = [
+        [f.upper(), *(_fmt(m[t][k]) for k in ("auc", "ndcg@5") for t in summary["tasks"])]
+        for f, m in summary["metrics"].items()
+    ]
+    all_header = ["model", *(f"{k} {t}" for k in ("AUC", "NDCG@5") for t in summary["tasks"])]
     model = [
         ["registered STAN version", summary["model_version"]],
         ["model URI", summary["model_uri"]],
@@ -385,6 +398,10 @@ def write_report(
 <h2>Test metrics: STAN vs PLE</h2>
 {_table(header, _metrics_rows(summary), metric_groups)}
 <p>Lift = STAN &minus; PLE; intervals: paired user bootstrap (gate policy's confidence).</p>
+<h2>Every model of the run</h2>
+{_table(all_header, all_models)}
+<p>Extra baselines (the run's <code>extra_models</code>) are trained on the same data with STAN's
+parameter budget and reported; only STAN vs PLE is gated.</p>
 <h2>Gate decision: {esc(decision)}</h2>{override}
 <ul>{reasons}</ul>
 <h2>AUC by lifecycle stage</h2>

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # (2,000 instead of 17,000 samples/s); sleeping costs little on a quiet machine. The components
 # inherit it from this process; an OMP_WAIT_POLICY already set wins.
 OMP_WAIT_POLICY = "PASSIVE"
+# Baselines a run may add beside PLE (reported, not gated); the families of stan_model.models.
+EXTRA_MODELS = ("mmoe", "mlp_single", "mlp_shared")
 
 
 @dataclasses.dataclass
@@ -38,6 +40,7 @@ class PipelineParams:
     policy_path: str = ""
     force_promote: bool = False
     override_reason: str = ""
+    extra_models: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         dt.date.fromisoformat(self.logical_date)  # raises a clear ValueError on a bad date
@@ -49,6 +52,13 @@ class PipelineParams:
             raise ValueError(f"epochs must be at least 1; got {self.epochs}")
         if self.force_promote and not self.override_reason.strip():
             raise ValueError("force_promote needs a written override_reason")
+        unknown = sorted(set(self.extra_models) - set(EXTRA_MODELS))
+        if unknown:
+            raise ValueError(
+                f"extra_models {unknown} unknown; choose from {', '.join(EXTRA_MODELS)} "
+                "(STAN and PLE are always trained)"
+            )
+        self.extra_models = sorted(set(self.extra_models))
 
 
 def ensure_features(home: Path, logical_date: str, window_days: int) -> list[dt.date]:

@@ -30,16 +30,35 @@ FEATURES = Asset("stanflow-lifecycle-features")
     tags=["stanflow", "training", "kubeflow"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
     params={
-        "date": Param(None, type=["null", "string"], format="date",
-                      description="Last day of the training window (default: the run's day)."),
-        "window_days": Param(14, type="integer", minimum=3, maximum=90,
-                             description="Days of impressions in the training set."),
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Last day of the training window (default: the run's day).",
+        ),
+        "window_days": Param(
+            14,
+            type="integer",
+            minimum=3,
+            maximum=90,
+            description="Days of impressions in the training set.",
+        ),
         "epochs": Param(3, type="integer", minimum=1, maximum=50),
         "seed": Param(0, type="integer", minimum=0),
-        "force_promote": Param(False, type="boolean",
-                               description="Promote even if the gate rejects (needs a reason)."),
+        "force_promote": Param(
+            False, type="boolean", description="Promote even if the gate rejects (needs a reason)."
+        ),
         "override_reason": Param("", type="string", maxLength=500),
         "kfp_mode": Param("local", enum=["local", "cluster"]),
+        "models": Param(
+            ["stan", "ple"],
+            type="array",
+            items={"enum": ["stan", "ple", "mmoe", "mlp_single", "mlp_shared"]},
+            uniqueItems=True,
+            allOf=[{"contains": {"const": "stan"}}, {"contains": {"const": "ple"}}],
+            description="Models to train: STAN and PLE always (the gate compares them); "
+            "mmoe, mlp_single, mlp_shared are extra baselines, reported and not gated.",
+        ),
     },
 )
 def stan_retrain():
@@ -59,10 +78,15 @@ def stan_retrain():
         else:  # asset-triggered runs have no logical date: the latest day with raw data
             day = raw_store.partition_days(settings.home)[-1].isoformat()
         pipeline = PipelineParams(  # raises ValueError naming the bad parameter
-            home=str(settings.home), logical_date=day, window_days=params["window_days"],
-            epochs=params["epochs"], seed=params["seed"],
+            home=str(settings.home),
+            logical_date=day,
+            window_days=params["window_days"],
+            epochs=params["epochs"],
+            seed=params["seed"],
             registry_uri=settings.resolved_registry_uri,
-            force_promote=params["force_promote"], override_reason=params["override_reason"],
+            force_promote=params["force_promote"],
+            override_reason=params["override_reason"],
+            extra_models=[m for m in params["models"] if m not in ("stan", "ple")],
         )
         return {"params": pipeline.__dict__, "mode": params["kfp_mode"], "run_id": ctx["run_id"]}
 

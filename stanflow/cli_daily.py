@@ -89,6 +89,10 @@ def _print_summary(summary: dict, folder: Path) -> None:
             f"{t:8s} {s['auc']:9.4f} {p['auc']:9.4f} {s['auc'] - p['auc']:+8.4f}  "
             f"{s['ndcg@5']:11.4f} {p['ndcg@5']:10.4f}"
         )
+    for family in metrics:
+        if family not in ("stan", "ple"):
+            aucs = "  ".join(f"{t} {metrics[family][t]['auc']:.4f}" for t in tasks)
+            click.echo(f"{family} (not gated) AUC: {aucs}")
     gate = summary["gate"]
     click.echo(
         f"\ngate: {gate['decision'].upper()}" + (" (override)" if gate.get("overridden") else "")
@@ -122,12 +126,21 @@ def _print_summary(summary: dict, folder: Path) -> None:
 )
 @click.option("--reason", default="", help="Why the gate is overridden (with --force-promote).")
 @click.option(
+    "--extra-model",
+    "extra_models",
+    multiple=True,
+    type=click.Choice(["mmoe", "mlp_single", "mlp_shared"]),
+    help="Also train and report this baseline (not gated). Repeatable.",
+)
+@click.option(
     "--features-only",
     is_flag=True,
     help="Run only the features DAG for the day (e.g. to backfill days one by one).",
 )
 @click.pass_context
-def daily(ctx, date_, epochs, window_days, seed, force_promote, reason, features_only) -> None:
+def daily(
+    ctx, date_, epochs, window_days, seed, force_promote, reason, extra_models, features_only
+) -> None:
     """One daily cycle in process: features DAG, then retrain DAG, then the summary.
 
     Simulates the default world (STANFLOW_PRESET) first when the home holds no raw data.
@@ -164,6 +177,7 @@ def daily(ctx, date_, epochs, window_days, seed, force_promote, reason, features
         "seed": seed,
         "force_promote": force_promote,
         "override_reason": reason,
+        "models": ["stan", "ple", *extra_models],
     }
     dags = "stan_lifecycle_features" + ("" if features_only else " and stan_retrain")
     click.echo(f"running {dags} for {day} (logs: stderr)")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from components.runner import EXTRA_MODELS  # the module imports only the standard library
 
-def _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason):
+
+def _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models=()):
     from components.runner import PipelineParams
     from stan_model.data import raw_store
 
@@ -31,6 +33,7 @@ def _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason)
             policy_path=str(policy) if policy else "",
             force_promote=force_promote,
             override_reason=reason or "",
+            extra_models=list(extra_models),
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
@@ -69,6 +72,13 @@ _options = [
         help="Promote even if the gate rejects; needs --reason, which is recorded.",
     ),
     click.option("--reason", help="Written reason for --force-promote."),
+    click.option(
+        "--extra-model",
+        "extra_models",
+        multiple=True,
+        type=click.Choice(EXTRA_MODELS),
+        help="Also train and report this baseline (same data and budget; not gated). Repeatable.",
+    ),
 ]
 
 
@@ -101,7 +111,9 @@ def compile_cmd(out: Path | None) -> None:
 @_with_options
 @click.option("--json", "as_json", is_flag=True, help="Print the gate's whole record as JSON.")
 @click.pass_context
-def run_cmd(ctx, date, window_days, epochs, seed, policy, force_promote, reason, as_json) -> None:
+def run_cmd(
+    ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models, as_json
+) -> None:
     """Run the pipeline offline with the KFP local runner (artifacts under <home>/pipeline_root).
 
     Builds any missing feature partitions of the window first, then: training set (Feast, point
@@ -109,7 +121,9 @@ def run_cmd(ctx, date, window_days, epochs, seed, policy, force_promote, reason,
     """
     from components.runner import run_local
 
-    params = _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason)
+    params = _params(
+        ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models
+    )
     result = run_local(params)
     record = result["decision"]
     if as_json:
@@ -128,7 +142,17 @@ def run_cmd(ctx, date, window_days, epochs, seed, policy, force_promote, reason,
 @_with_options
 @click.pass_context
 def submit_cmd(
-    ctx, host, experiment, date, window_days, epochs, seed, policy, force_promote, reason
+    ctx,
+    host,
+    experiment,
+    date,
+    window_days,
+    epochs,
+    seed,
+    policy,
+    force_promote,
+    reason,
+    extra_models,
 ) -> None:
     """Send the compiled pipeline to a Kubeflow Pipelines cluster with kfp.Client.
 
@@ -141,6 +165,8 @@ def submit_cmd(
     host = host or ctx.obj["settings"].kfp_host
     if not host:
         raise click.UsageError("no KFP host: pass --host or set STANFLOW_KFP_HOST")
-    params = _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason)
+    params = _params(
+        ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models
+    )
     run_id = submit(PACKAGE_PATH, host, params, experiment)
     click.echo(f"submitted run {run_id} to {host}")

@@ -133,10 +133,23 @@ def test_trigger_stan_retrain_through_the_rest_api(airflow):
     assert refused.status_code == 400, refused.text
     assert "Invalid input for param window_days" in refused.text, refused.text
     assert "less than the minimum of 3" in refused.text, refused.text
+    # So is a model list without PLE, the baseline the gate needs.
+    no_ple = server.api(
+        "POST",
+        "/dags/stan_retrain/dagRuns",
+        json={"logical_date": None, "conf": {"models": ["stan", "mmoe"]}},
+    )
+    assert no_ple.status_code == 400 and "Invalid input for param models" in no_ple.text
     assert server.api("GET", "/dags/stan_retrain/dagRuns").json()["total_entries"] == 0
 
     assert server.api("PATCH", "/dags/stan_retrain", json={"is_paused": False}).ok
-    conf = {"date": "2026-01-14", "window_days": 8, "epochs": 1, "seed": 0}
+    conf = {
+        "date": "2026-01-14",
+        "window_days": 8,
+        "epochs": 1,
+        "seed": 0,
+        "models": ["stan", "ple", "mmoe"],
+    }
     triggered = server.api(
         "POST", "/dags/stan_retrain/dagRuns", json={"logical_date": None, "conf": conf}
     )
@@ -156,4 +169,5 @@ def test_trigger_stan_retrain_through_the_rest_api(airflow):
     assert summary["run_id"] == run_id
     assert summary["logical_date"] == "2026-01-14"
     assert summary["gate"]["decision"] in ("promote", "reject")
+    assert set(summary["metrics"]) == {"stan", "ple", "mmoe"}  # mmoe: reported, not gated
     assert set(summary["metrics"]["stan"]) == {"ctr", "stay", "cvr"}
