@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stanflow-installed
 export STANFLOW_HOME ?= $(CURDIR)/.stanflow
 DATE ?=
 
-.PHONY: help setup run test test-fast lint airflow bench bench-sim bench-features compile clean
+.PHONY: help setup run test test-fast lint airflow bench bench-sim bench-features bench-quality bench-lift compile clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,13 +38,19 @@ airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the READM
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 STANFLOW_HOME="$(STANFLOW_HOME)" \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
 
-bench: bench-sim bench-features  ## every benchmark; results under bench/results/
+bench: bench-sim bench-features bench-quality bench-lift  ## every benchmark; results under bench/results/
 
 bench-sim: setup  ## simulator throughput (impressions/s) per preset
 	@$(BIN)/python bench/simulator_speed.py --out bench/results/simulator.json
 
 bench-features: setup  ## feature build wall time on the wechat world (target 60 s) -> bench/results/features.json
 	@$(BIN)/python bench/feature_build.py --preset wechat --serve-last-day --out bench/results/features.json
+
+bench-quality: setup  ## every model, 3 seeds, small world (~90 min, 1 thread) -> bench/results/quality.{json,md,png}
+	@$(BIN)/python bench/quality.py --preset small --seeds 0 1 2 --out bench/results/quality.json
+
+bench-lift: setup  ## STAN - PLE lift against world knobs (stage heterogeneity, new-user share; ~10 min) -> bench/results/stan_lift.{json,png}
+	@$(BIN)/python bench/stan_lift.py --out bench/results/stan_lift.json
 
 compile: setup  ## compile the Kubeflow pipeline to IR YAML (components/stan_training_pipeline.yaml)
 	@$(BIN)/stanflow pipeline compile
