@@ -31,37 +31,27 @@ def stan_training_pipeline(
 ):
     data = build_training_set(home=home, logical_date=logical_date, window_days=window_days)
     data.set_display_name("training set (Feast, point in time)")
-    evaluations = {}
-    models = {}
-    for family in ("ple", "stan"):
+    training_set = data.outputs["training_set"]
+
+    def train_and_evaluate(family, name: str):
+        """One family trained on the training set, then scored on its test days."""
         trained = train_model(
-            home=home,
-            family=family,
-            seed=seed,
-            epochs=epochs,
-            training_set=data.outputs["training_set"],
+            home=home, family=family, seed=seed, epochs=epochs, training_set=training_set
         )
-        trained.set_display_name(f"train {family}")
+        trained.set_display_name(f"train {name}")
         evaluated = evaluate_model(
-            home=home, model=trained.outputs["model"], training_set=data.outputs["training_set"]
+            home=home, model=trained.outputs["model"], training_set=training_set
         )
-        evaluated.set_display_name(f"evaluate {family}")
-        models[family], evaluations[family] = trained, evaluated
+        evaluated.set_display_name(f"evaluate {name}")
+        return trained, evaluated
+
+    models, evaluations = {}, {}
+    for family in ("ple", "stan"):
+        models[family], evaluations[family] = train_and_evaluate(family, family)
     # More baselines for the report (mmoe, mlp_single, mlp_shared): trained on the same data
     # with the same budget and evaluated, but not gated.
     with dsl.ParallelFor(extra_models, name="extra-models") as family:
-        extra = train_model(
-            home=home,
-            family=family,
-            seed=seed,
-            epochs=epochs,
-            training_set=data.outputs["training_set"],
-        )
-        extra.set_display_name("train extra baseline")
-        evaluated = evaluate_model(
-            home=home, model=extra.outputs["model"], training_set=data.outputs["training_set"]
-        )
-        evaluated.set_display_name("evaluate extra baseline")
+        train_and_evaluate(family, "extra baseline")
     decided = gate(
         home=home,
         registry_uri=registry_uri,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from components.runner import EXTRA_MODELS  # the module imports only the standard library
+
 REPO_DAGS = Path(__file__).resolve().parent.parent / "dags"
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ def _print_summary(summary: dict, folder: Path) -> None:
     "--extra-model",
     "extra_models",
     multiple=True,
-    type=click.Choice(["mmoe", "mlp_single", "mlp_shared"]),
+    type=click.Choice(EXTRA_MODELS),
     help="Also train and report this baseline (not gated). Repeatable.",
 )
 @click.option(
