@@ -25,7 +25,18 @@ from stan_model.models import MultiTaskModel, build_model, config_class
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 predates the ``batch_norm`` config field (BatchNorm in the hidden layers, default on
+# since format 2): its models had none, so loading one fills ``batch_norm = False`` in.
+READABLE_FORMATS = (1, 2)
+
+
+def _upgrade_v1(raw: Mapping) -> dict:
+    """A format-1 config dict with ``batch_norm: False`` wherever a config had no such key."""
+    out = {k: _upgrade_v1(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    if "embed_dim" in out:  # a network config (STAN's own sits around its ``backbone``)
+        out.setdefault("batch_norm", False)
+    return out
 
 
 def config_to_dict(config) -> dict:
@@ -123,10 +134,14 @@ def load_model(directory: str | Path) -> LoadedModel:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no model here (expected {CONFIG_FILE} + {MODEL_FILE})")
     info = json.loads(path.read_text())
-    if info.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: model format {info.get('format')}, expected {FORMAT_VERSION}")
+    if info.get("format") not in READABLE_FORMATS:
+        raise ValueError(
+            f"{path}: model format {info.get('format')}; this stanflow reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}"
+        )
     family = info["family"]
-    config = config_from_dict(config_class(family), info["config"], f"{path}: config")
+    raw = info["config"] if info["format"] == FORMAT_VERSION else _upgrade_v1(info["config"])
+    config = config_from_dict(config_class(family), raw, f"{path}: config")
     spec = FeatureSpec.from_dict(info["spec"])
     model = build_model(family, spec, config)
     model.load_state_dict(load_file(str(directory / MODEL_FILE)), strict=True)

@@ -4,7 +4,7 @@
   it), so a batch costs one lookup whatever the number of fields.
 * :class:`StackedLinear` / :class:`StackedMLP` -- ``n`` independent linear layers / MLPs stored as
   stacked weights and applied in one batched matmul: experts, gates and towers never loop in
-  Python.
+  Python. :class:`StackedBatchNorm` -- ``n`` independent ``BatchNorm1d`` layers the same way.
 * :class:`MultiTaskBCE` -- the loss object of the baselines: sum over tasks of the mean
   ``BCEWithLogits``.
 * :class:`MultiTaskModel` -- the interface the trainer relies on: ``forward(batch, with_loss)``
@@ -75,30 +75,116 @@ class StackedLinear(nn.Module):
         return torch.matmul(x, self.weight) + self.bias  # (n, B, out)
 
 
-class StackedMLP(nn.Module):
-    """``n`` independent MLPs (ReLU, dropout after every layer) run as batched matmuls."""
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
-    def __init__(self, n: int, in_dim: int, dims: tuple[int, ...], dropout: float = 0.0):
+
+def _global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean and (biased) variance over the batch axis of (n, B, d) across every rank's batch,
+    with gradients flowing back to each rank's own rows; and the global batch size."""
+    from torch.distributed.nn.functional import all_reduce  # autograd-aware
+
+    n, b, d = x.shape
+    count = x.new_full((n, 1, d), float(b))
+    sums = all_reduce(torch.cat([x.sum(1, keepdim=True), (x * x).sum(1, keepdim=True), count], 1))
+    total = sums[:, 2:3]
+    mean = sums[:, 0:1] / total
+    var = (sums[:, 1:2] / total - mean * mean).clamp_min(0.0)
+    return mean, var, int(total[0, 0, 0].item())
+
+
+class StackedBatchNorm(nn.Module):
+    """``n`` independent ``BatchNorm1d(dim)`` on (n, B, dim): statistics over the batch axis, per
+    map and feature; the same training/eval semantics, momentum and eps as ``BatchNorm1d``.
+
+    Under ``torchrun`` (a process group of more than one rank) the statistics are those of the
+    global batch, summed over ranks with an autograd-aware all-reduce, as ``SyncBatchNorm``
+    does: two ranks with half a batch each normalise exactly as one process with the whole
+    batch, so distributed training keeps the single-process semantics."""
+
+    def __init__(self, n: int, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+        self.register_buffer("running_mean", torch.zeros(n, 1, dim))
+        self.register_buffer("running_var", torch.ones(n, 1, dim))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            if _world_size() > 1:
+                mean, var, b = _global_moments(x)
+            else:
+                var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (n, 1, d)
+                b = x.shape[1]
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.float(), self.momentum)
+                unbiased = var.float() * (b / max(b - 1, 1))
+                self.running_var.lerp_(unbiased, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)  # (n, 1, d)
+        return torch.addcmul(self.bias - mean * scale, x, scale)
+
+
+class StackedMLP(nn.Module):
+    """``n`` independent MLPs run as batched matmuls: every layer is linear, then BatchNorm when
+    ``batch_norm`` (torch-rechub's ``MLP`` layout), ReLU, dropout."""
+
+    def __init__(
+        self,
+        n: int,
+        in_dim: int,
+        dims: tuple[int, ...],
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ):
         super().__init__()
         sizes = (in_dim, *dims)
         self.layers = nn.ModuleList(
             StackedLinear(n, a, b) for a, b in zip(sizes, sizes[1:], strict=False)
         )
+        self.norms = nn.ModuleList(StackedBatchNorm(n, d) for d in dims) if batch_norm else None
         self.dropout = nn.Dropout(dropout)
         self.out_dim = sizes[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = self.dropout(F.relu(layer(x)))  # (n, B, d)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)  # (n, B, d)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = self.dropout(F.relu(x))
         return x
+
+
+class Gates(nn.Module):
+    """``n`` softmax gates over ``experts`` each: linear, BatchNorm when ``batch_norm`` (as
+    torch-rechub's gates), softmax. (B, in) or (n, B, in) -> (n, B, experts)."""
+
+    def __init__(self, n: int, in_dim: int, experts: int, batch_norm: bool = False):
+        super().__init__()
+        self.linear = StackedLinear(n, in_dim, experts)
+        self.norm = StackedBatchNorm(n, experts) if batch_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear(x)
+        return torch.softmax(self.norm(z) if self.norm is not None else z, dim=-1)
 
 
 class TaskTowers(nn.Module):
     """One MLP tower per task ending in a logit: (K, B, in) -> (B, K)."""
 
-    def __init__(self, n_tasks: int, in_dim: int, dims: tuple[int, ...], dropout: float = 0.0):
+    def __init__(
+        self,
+        n_tasks: int,
+        in_dim: int,
+        dims: tuple[int, ...],
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ):
         super().__init__()
-        self.hidden = StackedMLP(n_tasks, in_dim, dims, dropout)
+        self.hidden = StackedMLP(n_tasks, in_dim, dims, dropout, batch_norm)
         self.head = StackedLinear(n_tasks, self.hidden.out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

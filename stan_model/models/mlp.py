@@ -21,6 +21,7 @@ class MLPSingleConfig:
     embed_dim: int = 16  # per-field embedding size (the paper uses 128; 16 suits CPU training)
     hidden: tuple[int, ...] = (256, 128, 64)  # each task's own MLP, before its logit
     dropout: float = 0.0  # after every hidden layer; synthetic worlds rarely need it
+    batch_norm: bool = True  # BatchNorm after every hidden linear layer (torch-rechub's layout)
 
     def widened(self, width: int) -> MLPSingleConfig:
         """The capacity knob parameter-budget matching turns: the first hidden width."""
@@ -40,7 +41,11 @@ class MLPSingle(MultiTaskModel):
         k, e = self.n_tasks, config.embed_dim
         self.inputs = FeatureInput(spec, e, copies=k)
         self.towers = TaskTowers(
-            k, self.inputs.n_fields * e + self.inputs.n_dense, config.hidden, config.dropout
+            k,
+            self.inputs.n_fields * e + self.inputs.n_dense,
+            config.hidden,
+            config.dropout,
+            config.batch_norm,
         )
         self.objective = MultiTaskBCE()
 
@@ -58,6 +63,7 @@ class MLPSharedConfig:
     bottom: tuple[int, ...] = (256, 128)  # the shared-bottom MLP every task reads
     tower: tuple[int, ...] = (64,)  # each task's tower on top of the shared bottom
     dropout: float = 0.0  # after every hidden layer
+    batch_norm: bool = True  # BatchNorm after every hidden linear layer (torch-rechub's layout)
 
     def widened(self, width: int) -> MLPSharedConfig:
         return replace(self, bottom=(width, *self.bottom[1:]))
@@ -70,8 +76,11 @@ class MLPShared(MultiTaskModel):
         super().__init__(spec)
         self.config = config
         self.inputs = FeatureInput(spec, config.embed_dim)
-        self.bottom = StackedMLP(1, self.inputs.out_dim, config.bottom, config.dropout)
-        self.towers = TaskTowers(self.n_tasks, self.bottom.out_dim, config.tower, config.dropout)
+        c = config
+        self.bottom = StackedMLP(1, self.inputs.out_dim, c.bottom, c.dropout, c.batch_norm)
+        self.towers = TaskTowers(
+            self.n_tasks, self.bottom.out_dim, c.tower, c.dropout, c.batch_norm
+        )
         self.objective = MultiTaskBCE()
 
     def logits(self, batch: Batch) -> torch.Tensor:

@@ -9,9 +9,9 @@ import torch
 from stan_model.data.tensors import Batch, FeatureSpec
 from stan_model.models.layers import (
     FeatureInput,
+    Gates,
     MultiTaskBCE,
     MultiTaskModel,
-    StackedLinear,
     StackedMLP,
     TaskTowers,
 )
@@ -24,6 +24,7 @@ class MMoEConfig:
     expert_dims: tuple[int, ...] = (160, 64)  # each expert's MLP; sized near PLE's budget
     tower: tuple[int, ...] = (64,)  # each task's tower
     dropout: float = 0.0  # after every hidden layer
+    batch_norm: bool = True  # BatchNorm after every hidden and gate linear layer (torch-rechub)
 
     def widened(self, width: int) -> MMoEConfig:
         return replace(self, expert_dims=(width, *self.expert_dims[1:]))
@@ -35,14 +36,17 @@ class MMoE(MultiTaskModel):
         self.config = config
         self.inputs = FeatureInput(spec, config.embed_dim)
         d = self.inputs.out_dim
-        self.experts = StackedMLP(config.n_experts, d, config.expert_dims, config.dropout)
-        self.gates = StackedLinear(self.n_tasks, d, config.n_experts)
-        self.towers = TaskTowers(self.n_tasks, self.experts.out_dim, config.tower, config.dropout)
+        c = config
+        self.experts = StackedMLP(c.n_experts, d, c.expert_dims, c.dropout, c.batch_norm)
+        self.gates = Gates(self.n_tasks, d, c.n_experts, c.batch_norm)
+        self.towers = TaskTowers(
+            self.n_tasks, self.experts.out_dim, c.tower, c.dropout, c.batch_norm
+        )
         self.objective = MultiTaskBCE()
 
     def logits(self, batch: Batch) -> torch.Tensor:
         x = self.inputs(batch)  # (B, D_in)
         experts = self.experts(x)  # (E, B, H)
-        gates = torch.softmax(self.gates(x), dim=-1)  # (K, B, E)
+        gates = self.gates(x)  # (K, B, E)
         mixed = torch.einsum("kbe,ebh->kbh", gates, experts)  # (K, B, H)
         return self.towers(mixed)  # (B, K)

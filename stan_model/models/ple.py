@@ -4,7 +4,7 @@ Per level, every task has ``task_experts`` experts of its own and all tasks shar
 ``shared_experts``; task k's gate is ``softmax(W_k x_k)`` over its own and the shared experts; a
 shared gate over all experts feeds the next level's shared input (not on the last level). All
 experts of a level are one :class:`StackedMLP` (one batched matmul per layer), each gate a slice
-of one :class:`StackedLinear`.
+of one :class:`Gates` (linear, BatchNorm, softmax).
 
 :class:`PLEBackbone` is the levels plus the towers; STAN reuses it unchanged, optionally adding a
 per-task context vector to the task gates' and towers' inputs (``gate_context`` /
@@ -21,9 +21,9 @@ from torch import nn
 from stan_model.data.tensors import Batch, FeatureSpec
 from stan_model.models.layers import (
     FeatureInput,
+    Gates,
     MultiTaskBCE,
     MultiTaskModel,
-    StackedLinear,
     StackedMLP,
     TaskTowers,
 )
@@ -40,6 +40,7 @@ class PLEConfig:
     expert_dims: tuple[int, ...] = (136, 64)
     tower: tuple[int, ...] = (64,)  # each task's tower before its logit
     dropout: float = 0.0  # after every hidden layer
+    batch_norm: bool = True  # BatchNorm after every hidden and gate linear layer (torch-rechub)
 
     def widened(self, width: int) -> PLEConfig:
         """The capacity knob parameter-budget matching turns: the experts' first width."""
@@ -62,9 +63,10 @@ class CGCLevel(nn.Module):
         self.register_buffer("expert_group", torch.tensor(group), persistent=False)
         self.register_buffer("task_selection", own, persistent=False)
         self.n_experts = k * t + s
-        self.experts = StackedMLP(self.n_experts, in_dim, cfg.expert_dims, cfg.dropout)
-        self.task_gates = StackedLinear(k, in_dim + gate_context, t + s)
-        self.shared_gate = None if last else StackedLinear(1, in_dim, self.n_experts)
+        bn = cfg.batch_norm
+        self.experts = StackedMLP(self.n_experts, in_dim, cfg.expert_dims, cfg.dropout, bn)
+        self.task_gates = Gates(k, in_dim + gate_context, t + s, bn)
+        self.shared_gate = None if last else Gates(1, in_dim, self.n_experts, bn)
         self.out_dim = self.experts.out_dim
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,14 +79,14 @@ class CGCLevel(nn.Module):
         experts = self.experts(expert_in)  # (E, B, H)
         if context is not None:
             task_in = torch.cat([task_in, context], dim=2)  # (K, B, in + C)
-        own = torch.softmax(self.task_gates(task_in), dim=-1)  # (K, B, t+s)
+        own = self.task_gates(task_in)  # (K, B, t+s)
         # Scatter each task's gate onto the expert axis (zero on other tasks' experts).
         index = self.task_selection[:, None, :].expand(-1, own.shape[1], -1)  # (K, B, t+s)
         gates = own.new_zeros(own.shape[0], own.shape[1], self.n_experts).scatter(2, index, own)
         task_out = torch.einsum("kbe,ebh->kbh", gates, experts)  # (K, B, H)
         if self.shared_gate is None:
             return task_out
-        shared = torch.softmax(self.shared_gate(shared_in), dim=-1)[0]  # (B, E)
+        shared = self.shared_gate(shared_in)[0]  # (B, E)
         shared_out = torch.einsum("be,ebh->bh", shared, experts)  # (B, H)
         return torch.cat([task_out, shared_out[None]], dim=0)  # (K+1, B, H)
 
@@ -106,7 +108,9 @@ class PLEBackbone(nn.Module):
             levels.append(CGCLevel(n_tasks, dim, cfg, level == cfg.n_levels - 1, gate_context))
             dim = levels[-1].out_dim
         self.levels = nn.ModuleList(levels)
-        self.towers = TaskTowers(n_tasks, dim + tower_context, cfg.tower, cfg.dropout)
+        self.towers = TaskTowers(
+            n_tasks, dim + tower_context, cfg.tower, cfg.dropout, cfg.batch_norm
+        )
 
     def forward(
         self,

@@ -9,6 +9,7 @@ import torch
 
 from stan_model.io import CONFIG_FILE, MODEL_FILE, load_model, save_model, with_overrides
 from stan_model.models import MODELS, PLEConfig, STANConfig, build_model
+from stan_model.models.layers import StackedBatchNorm
 from stan_model.training import match_budget
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -21,7 +22,10 @@ def test_safetensors_round_trip(family, tiny_data, tmp_path, monkeypatch):
         MODELS[family][1](),
         {"embed_dim": 4} if family != "stan" else {"backbone.embed_dim": 4, "no_beta": True},
     )
-    model = build_model(family, tiny_data.spec, config).eval()
+    model = build_model(family, tiny_data.spec, config)
+    with torch.no_grad():  # one training-mode pass: BatchNorm running statistics leave 0 / 1
+        model(tiny_data.bundle.batch(slice(64, 192)))
+    model.eval()
     save_model(tmp_path, family, model, {"note": "round trip"})
     assert (tmp_path / MODEL_FILE).exists()
     info = json.loads((tmp_path / CONFIG_FILE).read_text())
@@ -37,6 +41,40 @@ def test_safetensors_round_trip(family, tiny_data, tmp_path, monkeypatch):
     batch = tiny_data.bundle.batch(slice(0, 64))
     with torch.no_grad():
         assert torch.equal(model(batch).logits, loaded.model(batch).logits)
+
+
+@pytest.mark.parametrize("family", ["ple", "stan"])
+def test_a_format_1_model_file_loads_without_batch_norm(family, tiny_data, tmp_path):
+    """Format 1 predates the ``batch_norm`` field: its models had no BatchNorm and still load."""
+    overrides = {"batch_norm": False} if family == "ple" else {"backbone.batch_norm": False}
+    model = build_model(family, tiny_data.spec, with_overrides(MODELS[family][1](), overrides))
+    save_model(tmp_path, family, model.eval())
+    info = json.loads((tmp_path / CONFIG_FILE).read_text())
+    config = info["config"] if family == "ple" else info["config"]["backbone"]
+    del config["batch_norm"]
+    info["format"] = 1
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(info))
+    loaded = load_model(tmp_path)
+    net = loaded.config if family == "ple" else loaded.config.backbone
+    assert net.batch_norm is False
+    info["format"] = 99
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="model format 99; this stanflow reads formats 1, 2"):
+        load_model(tmp_path)
+
+
+def test_stacked_batch_norm_is_batchnorm1d_per_map():
+    torch.manual_seed(0)
+    x = torch.randn(3, 64, 5) * 2 + 1  # 3 maps, a batch of 64, 5 features
+    stacked, reference = StackedBatchNorm(3, 5), [torch.nn.BatchNorm1d(5) for _ in range(3)]
+    for mode in ("train", "eval"):
+        for m in (stacked, *reference):
+            m.train(mode == "train")
+        expected = torch.stack([bn(x[i]) for i, bn in enumerate(reference)])
+        torch.testing.assert_close(stacked(x), expected)
+    torch.testing.assert_close(
+        stacked.running_var[:, 0], torch.stack([bn.running_var for bn in reference])
+    )
 
 
 def test_overrides_are_checked():
