@@ -39,14 +39,34 @@ def train_model(
     training_set: Input[Dataset],
     model: Output[Model],
     train_metrics: Output[Metrics],
+    trainjob_workers: int = 0,
 ):
-    """Train one model family on the training set (same data and budget for every family)."""
+    """Train one model family on the training set (same data and budget for every family):
+    here, or as a Kubeflow PyTorchJob on 1 + ``trainjob_workers`` pods when that is above 0."""
     import time
 
     from components.steps import train_model as step
 
     started = time.perf_counter()
-    meta = step(training_set.path, home, family, seed, epochs, model.path)
+    if trainjob_workers > 0:
+        from components.trainjob import train_with_pytorchjob
+        from stanflow.settings import Settings
+
+        settings = Settings.from_env()
+        meta = train_with_pytorchjob(
+            training_set.path,
+            home,
+            family,
+            seed,
+            epochs,
+            model.path,
+            trainjob_workers,
+            namespace=settings.trainjob_namespace,
+            pvc=settings.home_pvc,
+            image=settings.component_image,
+        )
+    else:
+        meta = step(training_set.path, home, family, seed, epochs, model.path)
     model.metadata["seconds"] = round(time.perf_counter() - started, 3)
     model.metadata.update(
         {

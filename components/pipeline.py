@@ -28,6 +28,7 @@ def stan_training_pipeline(
     force_promote: bool = False,
     override_reason: str = "",
     extra_models: list[str] = [],  # noqa: B006 -- KFP reads the default from the signature
+    trainjob_workers: int = 0,
 ):
     data = build_training_set(home=home, logical_date=logical_date, window_days=window_days)
     data.set_display_name("training set (Feast, point in time)")
@@ -36,7 +37,12 @@ def stan_training_pipeline(
     def train_and_evaluate(family, name: str):
         """One family trained on the training set, then scored on its test days."""
         trained = train_model(
-            home=home, family=family, seed=seed, epochs=epochs, training_set=training_set
+            home=home,
+            family=family,
+            seed=seed,
+            epochs=epochs,
+            training_set=training_set,
+            trainjob_workers=trainjob_workers,
         )
         trained.set_display_name(f"train {name}")
         evaluated = evaluate_model(

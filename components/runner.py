@@ -41,6 +41,7 @@ class PipelineParams:
     force_promote: bool = False
     override_reason: str = ""
     extra_models: list[str] = dataclasses.field(default_factory=list)
+    trainjob_workers: int = 0  # > 0: each model trains as a Kubeflow PyTorchJob (cluster only)
 
     def __post_init__(self) -> None:
         dt.date.fromisoformat(self.logical_date)  # raises a clear ValueError on a bad date
@@ -59,6 +60,8 @@ class PipelineParams:
                 "(STAN and PLE are always trained)"
             )
         self.extra_models = sorted(set(self.extra_models))
+        if self.trainjob_workers < 0:
+            raise ValueError(f"trainjob_workers must be 0 or more; got {self.trainjob_workers}")
 
 
 def ensure_features(home: Path, logical_date: str, window_days: int) -> list[dt.date]:

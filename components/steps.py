@@ -86,6 +86,7 @@ def train_model(
 ) -> dict:
     """Train ``family`` on the training set; PLE and the others get STAN's parameter budget."""
     from stan_model.models import build_model, config_class
+    from stan_model.training.distributed import init_distributed
     from stan_model.training.experiment import run_experiment
 
     data, prep = world_for_training_set(dataset_path, home)
@@ -104,7 +105,8 @@ def train_model(
         budget_of=budget,
         probe=False,
     )
-    prep.save(out)
+    if init_distributed().is_main:  # under torchrun, rank 0 alone writes the model folder
+        prep.save(out)
     return {
         "family": family,
         "seed": seed,

@@ -113,7 +113,7 @@ def save_model(
     """Write ``model.safetensors`` and ``model.json`` into ``directory``; return it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(directory / MODEL_FILE), metadata={"family": family})
     info = {
         "format": FORMAT_VERSION,

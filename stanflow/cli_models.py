@@ -82,7 +82,15 @@ def _summary_lines(metrics: dict, tasks: list[str]) -> list[str]:
     show_default=True,
     help="Epochs without a better validation AUC before stopping.",
 )
-@click.option("--bf16", is_flag=True, help="Train and score under bfloat16 autocast on the CPU.")
+@click.option("--bf16", is_flag=True, help="Train and score under bfloat16 autocast.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: this process's GPU when CUDA is available (NCCL under torchrun), else the CPU "
+    "(gloo).",
+)
 @click.option(
     "--threads",
     type=click.IntRange(min=0),
@@ -138,6 +146,7 @@ def train(
     lr,
     patience,
     bf16,
+    device,
     threads,
     test_days,
     valid_days,
@@ -155,13 +164,18 @@ def train(
     """
     from stan_model.data.dataset import DatasetConfig
     from stan_model.training import run_experiment
-    from stan_model.training.distributed import barrier, init_distributed, shutdown_distributed
+    from stan_model.training.distributed import (
+        barrier,
+        init_distributed,
+        resolve_device,
+        shutdown_distributed,
+    )
 
     home = ctx.obj["settings"].home
     out = out or home / "models" / f"{model_name}-seed{seed}"
     checkpoints = checkpoints or home / "checkpoints" / out.name
     overrides = _parse_sets(sets)
-    dist_ctx = init_distributed()
+    dist_ctx = init_distributed(resolve_device(device))
     if fresh and checkpoints.exists() and dist_ctx.is_main:
         import shutil
 
@@ -173,6 +187,7 @@ def train(
         "lr": lr,
         "patience": patience,
         "bf16": bf16,
+        "device": device,
         "threads": threads,
         "progress": progress,
     }

@@ -10,7 +10,18 @@ import click
 from components.runner import EXTRA_MODELS  # the module imports only the standard library
 
 
-def _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models=()):
+def _params(
+    ctx,
+    date,
+    window_days,
+    epochs,
+    seed,
+    policy,
+    force_promote,
+    reason,
+    extra_models=(),
+    trainjob_workers=0,
+):
     from components.runner import PipelineParams
     from stan_model.data import raw_store
 
@@ -34,6 +45,7 @@ def _params(ctx, date, window_days, epochs, seed, policy, force_promote, reason,
             force_promote=force_promote,
             override_reason=reason or "",
             extra_models=list(extra_models),
+            trainjob_workers=trainjob_workers,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
@@ -139,12 +151,21 @@ def run_cmd(
 @pipeline.command("submit")
 @click.option("--host", help="KFP API URL (default: STANFLOW_KFP_HOST).")
 @click.option("--experiment", default="stanflow", show_default=True)
+@click.option(
+    "--trainjob-workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Train each model as a Kubeflow PyTorchJob on a master and this many worker pods "
+    "(needs STANFLOW_HOME_PVC; infra/README.md). 0: inside the pipeline's component.",
+)
 @_with_options
 @click.pass_context
 def submit_cmd(
     ctx,
     host,
     experiment,
+    trainjob_workers,
     date,
     window_days,
     epochs,
@@ -166,7 +187,51 @@ def submit_cmd(
     if not host:
         raise click.UsageError("no KFP host: pass --host or set STANFLOW_KFP_HOST")
     params = _params(
-        ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models
+        ctx,
+        date,
+        window_days,
+        epochs,
+        seed,
+        policy,
+        force_promote,
+        reason,
+        extra_models,
+        trainjob_workers,
     )
     run_id = submit(PACKAGE_PATH, host, params, experiment)
     click.echo(f"submitted run {run_id} to {host}")
+
+
+@pipeline.command("train-step")
+@click.option(
+    "--training-set",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The training set (Parquet) the pipeline's first step wrote.",
+)
+@click.option(
+    "--family", required=True, type=click.Choice(["stan", "ple", *EXTRA_MODELS]), help="Model."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the model, its metrics and step.json.",
+)
+@click.pass_context
+def train_step_cmd(ctx, training_set, family, seed, epochs, out) -> None:
+    """The pipeline's training step on its own: what each pod of a distributed training job
+    runs (under torchrun; rank 0 writes the model and step.json into --out).
+
+    Baselines get STAN's parameter budget, as in the pipeline."""
+    from components.steps import train_model
+    from components.trainjob import STEP_FILE
+    from stan_model.training.distributed import init_distributed
+
+    home = str(ctx.obj["settings"].home)
+    meta = train_model(str(training_set), home, family, seed, epochs, str(out))
+    if init_distributed().is_main:
+        (out / STEP_FILE).write_text(json.dumps(meta, indent=2, default=float) + "\n")
+        click.echo(f"{family}: best valid mean AUC {meta['best_valid_mean_auc']:.4f} -> {out}")

@@ -6,7 +6,7 @@ gather from them (``bundle.batch(index)``), never a per-sample Python loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -81,6 +81,11 @@ class Batch:
     def __len__(self) -> int:
         return self.labels.shape[0]
 
+    def to(self, device: torch.device) -> Batch:
+        if self.labels.device == device:
+            return self
+        return Batch(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
+
 
 @dataclass
 class TensorBundle:
@@ -115,3 +120,11 @@ class TensorBundle:
             history=self.history[index],
             extras={k: v[index] for k, v in self.extras.items()},
         )
+
+    def to(self, device: torch.device) -> TensorBundle:
+        """The same rows on ``device`` (a rank's shard moves to its GPU once, not per batch)."""
+        if self.labels.device == device:
+            return self
+        names = [f.name for f in fields(self) if f.name != "extras"]
+        moved = {name: getattr(self, name).to(device) for name in names}
+        return TensorBundle(**moved, extras={k: v.to(device) for k, v in self.extras.items()})

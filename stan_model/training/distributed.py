@@ -1,4 +1,4 @@
-"""DistributedDataParallel plumbing for CPU training under ``torchrun`` (gloo backend).
+"""DistributedDataParallel plumbing under ``torchrun``: gloo on CPUs, NCCL on GPUs.
 
 ``torchrun`` announces a distributed run through its own environment variables (``WORLD_SIZE``,
 ``RANK``, ``MASTER_ADDR`` ...); :func:`init_distributed` reads them through
@@ -30,13 +30,36 @@ class DistContext:
         return self.rank == 0
 
 
-def init_distributed() -> DistContext:
-    """Join the torchrun process group (gloo) when launched by torchrun; else a single process."""
+def local_rank() -> int:
+    """This process's index on its node (torchrun's ``LOCAL_RANK``; 0 outside torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto``: this process's GPU (``cuda:<LOCAL_RANK>``) when CUDA is available, else the CPU;
+    ``cpu`` / ``cuda`` as asked (``cuda`` without a GPU is an error, not a silent fallback)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for, but this torch sees no CUDA device")
+    return torch.device("cuda", local_rank() % torch.cuda.device_count())
+
+
+def init_distributed(device: torch.device | None = None) -> DistContext:
+    """Join the torchrun process group when launched by torchrun (NCCL when training on GPUs,
+    gloo on CPUs); else a single process. ``device``: where this process trains (default: the
+    ``auto`` device)."""
     if dist.is_available() and dist.is_initialized():
         return DistContext(dist.get_rank(), dist.get_world_size())
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # torchrun's protocol, not a stanflow setting
         return DistContext()
-    dist.init_process_group(backend="gloo", init_method="env://")
+    device = device if device is not None else resolve_device("auto")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives run on this process's own GPU
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://")
     return DistContext(dist.get_rank(), dist.get_world_size())
 
 

@@ -16,8 +16,12 @@ from stan_model.models import MultiTaskModel
 from stan_model.schema import LIFECYCLE_STAGES
 
 
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def _autocast(bf16: bool, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def _device(model: MultiTaskModel) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
@@ -25,13 +29,13 @@ def predict(
     model: MultiTaskModel, bundle: TensorBundle, batch_size: int = 16384, bf16: bool = False
 ) -> np.ndarray:
     """Logits (N, K) for every row of ``bundle``, in eval mode (no dropout, no sampling)."""
-    was_training = model.training
+    was_training, device = model.training, _device(model)
     model.eval()
     out = []
-    with _autocast(bf16):
+    with _autocast(bf16, device):
         for start in range(0, len(bundle), batch_size):
-            batch = bundle.batch(slice(start, start + batch_size))
-            out.append(model(batch).logits.float())
+            batch = bundle.batch(slice(start, start + batch_size)).to(device)
+            out.append(model(batch).logits.float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, model.n_tasks), np.float32)
 
@@ -40,10 +44,10 @@ def predict(
 def user_representations(
     model: MultiTaskModel, bundle: TensorBundle, batch_size: int = 16384
 ) -> np.ndarray:
-    was_training = model.training
+    was_training, device = model.training, _device(model)
     model.eval()
     out = [
-        model.user_representation(bundle.batch(slice(s, s + batch_size))).float()
+        model.user_representation(bundle.batch(slice(s, s + batch_size)).to(device)).float().cpu()
         for s in range(0, len(bundle), batch_size)
     ]
     model.train(was_training)

@@ -18,7 +18,7 @@ from stan_model.data.dataset import DatasetConfig, WorldData, build_dataset
 from stan_model.data.tensors import FeatureSpec
 from stan_model.io import config_to_dict, save_model, with_overrides
 from stan_model.models import build_model, config_class
-from stan_model.training.distributed import init_distributed
+from stan_model.training.distributed import init_distributed, resolve_device
 from stan_model.training.evaluation import evaluate
 from stan_model.training.trainer import TrainConfig, train
 
@@ -69,13 +69,13 @@ def run_experiment(
     the folder can be registered as it is). ``checkpoint_dir``: epoch checkpoints; a rerun with
     the same folder resumes.
     """
-    ctx = init_distributed()
+    tcfg = with_overrides(TrainConfig(seed=seed), train_overrides or {})
+    ctx = init_distributed(resolve_device(tcfg.device))  # NCCL on GPUs, gloo on CPUs
     if data is None:
         data = build_dataset(home, dataset_config)
     config = with_overrides(config_class(model_name)(), overrides or {})
     if budget_of is not None:
         config = match_budget(model_name, data.spec, config, budget_of)
-    tcfg = with_overrides(TrainConfig(seed=seed), train_overrides or {})
     torch.manual_seed(seed)  # initial weights (DDP also broadcasts rank 0's)
     model = build_model(model_name, data.spec, config)
     train_rows = torch.from_numpy(data.splits["train"])

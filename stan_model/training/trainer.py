@@ -36,6 +36,7 @@ from stan_model.training.distributed import (
     barrier,
     init_distributed,
     mean_over_ranks,
+    resolve_device,
     shard_rows,
 )
 from stan_model.training.evaluation import predict, task_scores
@@ -52,7 +53,9 @@ class TrainConfig:
     patience: int = 2  # epochs without a better validation mean AUC before stopping
     min_delta: float = 1e-5  # smallest validation-AUC gain that counts as better
     seed: int = 0  # shuffling, dropout and STAN's Beta draws all derive from it
-    bf16: bool = False  # bfloat16 autocast on CPU (faster on CPUs with AVX512-BF16/AMX)
+    bf16: bool = False  # bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX, and on GPUs)
+    # auto: this process's GPU when CUDA is available (NCCL under torchrun), else the CPU (gloo)
+    device: str = "auto"
     eval_batch_size: int = 16384  # validation / test batch: no gradients, so larger
     progress: bool = True  # a tqdm bar per epoch (rank 0)
     resume: bool = True  # continue from the checkpoint folder when it holds a run
@@ -86,9 +89,11 @@ def train(
     checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data``'s training split; leaves it holding its best-epoch weights."""
-    ctx = init_distributed()
+    device = resolve_device(cfg.device)
+    ctx = init_distributed(device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    model.to(device)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, start_epoch, bad_epochs = TrainResult(), 0, 0
@@ -106,14 +111,18 @@ def train(
         ckpt.mkdir(parents=True, exist_ok=True)
 
     train_rows = torch.from_numpy(data.splits["train"])
-    shard = data.bundle.take(train_rows[shard_rows(len(train_rows), ctx, cfg.seed)])
+    # The rank's shard moves to the device once; validation batches move as they are scored.
+    shard = data.bundle.take(train_rows[shard_rows(len(train_rows), ctx, cfg.seed)]).to(device)
     valid = data.split("valid")
     local_batch = max(1, cfg.batch_size // ctx.world_size)
     net = model
     if ctx.active:
         unused = _has_unused_parameters(model, shard.batch(slice(0, min(len(shard), 64))))
-        net = DistributedDataParallel(model, find_unused_parameters=unused)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+        device_ids = [device] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids, find_unused_parameters=unused)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+    )
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if ckpt is not None and progress is not None:
         best_weights = load_best(ckpt) or best_weights
@@ -125,7 +134,7 @@ def train(
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7_919 + ctx.rank)  # dropout, Beta draws
         order = torch.randperm(
             len(shard), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        )
+        ).to(device)
         model.train()
         sums: dict[str, torch.Tensor] = {}
         steps = range(0, len(shard), local_batch)

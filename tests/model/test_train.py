@@ -196,3 +196,16 @@ def test_batch_norm_under_two_ranks_normalises_like_one_process_with_the_whole_b
     torch.testing.assert_close(torch.cat([out[0][0], out[1][0]], 1), y.detach())
     torch.testing.assert_close(torch.cat([out[0][1], out[1][1]], 1), whole.grad)
     torch.testing.assert_close(out[0][2], bn.running_var)
+
+
+def test_device_choice_is_explicit():
+    from stan_model.training.distributed import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected  # NCCL goes with cuda, gloo with cpu
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            resolve_device("cuda")  # never a silent fallback to the CPU
