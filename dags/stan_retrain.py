@@ -8,7 +8,8 @@ promotes STAN only if it beats PLE (or on a forced promotion with a written reas
 summary and HTML report land in `$STANFLOW_HOME/runs/<run_id>/`.
 
 Pipeline mode: the KFP local runner in this worker by default; a Kubeflow Pipelines cluster when
-`kfp_mode` is `cluster` (host from `STANFLOW_KFP_HOST`).
+`kfp_mode` is `cluster` (host from `STANFLOW_KFP_HOST`), where `trainjob_workers` > 0 trains each
+model as a distributed Kubeflow PyTorchJob.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ FEATURES = Asset("stanflow-lifecycle-features")
         ),
         "override_reason": Param("", type="string", maxLength=500),
         "kfp_mode": Param("local", enum=["local", "cluster"]),
+        "trainjob_workers": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=64,
+            description="Cluster mode: train each model as a Kubeflow PyTorchJob on a master and "
+            "this many worker pods (needs STANFLOW_HOME_PVC). 0: inside the pipeline component.",
+        ),
         "models": Param(
             ["stan", "ple"],
             type="array",
@@ -87,7 +96,12 @@ def stan_retrain():
             force_promote=params["force_promote"],
             override_reason=params["override_reason"],
             extra_models=[m for m in params["models"] if m not in ("stan", "ple")],
+            trainjob_workers=params["trainjob_workers"],
         )
+        if pipeline.trainjob_workers and params["kfp_mode"] != "cluster":
+            raise ValueError(
+                "trainjob_workers > 0 launches Kubeflow PyTorchJobs: set kfp_mode=cluster"
+            )
         return {"params": pipeline.__dict__, "mode": params["kfp_mode"], "run_id": ctx["run_id"]}
 
     @task

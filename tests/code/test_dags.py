@@ -64,7 +64,12 @@ def test_retrain_refuses_an_invalid_param():
 
     dag = DagBag(dag_folder=str(DAGS / "stan_retrain.py")).dags["stan_retrain"]
     dag.params.validate()  # the defaults are valid
-    for bad in ({"window_days": -3}, {"epochs": 0}, {"kfp_mode": "remote"}):
+    for bad in (
+        {"window_days": -3},
+        {"epochs": 0},
+        {"kfp_mode": "remote"},
+        {"trainjob_workers": -1},
+    ):
         params = copy.deepcopy(dag.params)
         with pytest.raises((ParamValidationError, ValueError), match=next(iter(bad))):
             params.update(bad)
