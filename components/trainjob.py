@@ -15,8 +15,9 @@ training set goes in and the model comes out through that volume:
    component copies that folder into its model artifact.
 
 The Kubeflow training operator gives every pod ``PET_NNODES``, ``PET_NODE_RANK``,
-``PET_MASTER_ADDR``, ``PET_MASTER_PORT`` and (from ``nprocPerNode``) ``PET_NPROC_PER_NODE``,
-which ``torchrun`` reads as its own options; each process then joins the gloo process group of
+``MASTER_ADDR``, ``MASTER_PORT`` and (from ``nprocPerNode``) ``PET_NPROC_PER_NODE``; the command
+passes them to ``torchrun`` as ``$(VAR)`` arguments, which Kubernetes expands (as
+``infra/k8s/stan-pytorchjob.yaml`` does). Each process then joins the process group of
 :mod:`stan_model.training.distributed`. The container must be named ``pytorch``.
 """
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
 JOBS_DIR = "trainjobs"
 STEP_FILE = "step.json"
+LABELS = {"app.kubernetes.io/name": "stan-train", "app.kubernetes.io/part-of": "stanflow"}
 TRAINING_SET_FILE = "training_set.parquet"
 
 
@@ -51,10 +53,15 @@ def job_name(family: str, seed: int) -> str:
 def train_step_command(
     training_set: str, home: str, family: str, seed: int, epochs: int, out_dir: str
 ) -> list[str]:
-    """What every pod runs: torchrun (options from the operator's PET_* variables) around the
-    pipeline's own training step."""
+    """What every pod runs: torchrun, its options from the variables the training operator sets
+    (Kubernetes expands ``$(VAR)``), around the pipeline's own training step."""
     return [
         "torchrun",
+        "--nnodes=$(PET_NNODES)",
+        "--nproc-per-node=$(PET_NPROC_PER_NODE)",
+        "--node-rank=$(PET_NODE_RANK)",
+        "--master-addr=$(MASTER_ADDR)",
+        "--master-port=$(MASTER_PORT)",
         "-m",
         "stanflow.cli",
         "--home",
@@ -99,7 +106,8 @@ def pytorchjob_manifest(
             "replicas": count,
             "restartPolicy": "Never",  # a failed rank fails the job; the pipeline step retries
             "template": {
-                "metadata": {"labels": {"app.kubernetes.io/part-of": "stanflow"}},
+                # infra/k8s/training-networkpolicy.yaml admits rank-to-rank traffic by this label
+                "metadata": {"labels": dict(LABELS)},
                 "spec": {
                     "serviceAccountName": service_account,
                     "automountServiceAccountToken": False,
@@ -113,7 +121,7 @@ def pytorchjob_manifest(
                         {
                             "name": "pytorch",  # the training operator looks for this name
                             "image": image,
-                            "imagePullPolicy": "IfNotPresent",
+                            "imagePullPolicy": "Always",
                             "command": command,
                             "env": [
                                 {"name": "STANFLOW_HOME", "value": home},
@@ -142,14 +150,16 @@ def pytorchjob_manifest(
             },
         }
 
+    metadata = {"name": name, "namespace": namespace, "labels": dict(LABELS)}
+    if "@sha256:" not in image:  # the same suppression, and reason, as infra/k8s's manifests
+        metadata["annotations"] = {
+            "checkov.io/skip1": "CKV_K8S_43=Pinned by an exact release tag; the digest exists "
+            "only once the image is pushed (STANFLOW_COMPONENT_IMAGE may name one)"
+        }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "stanflow"},
-        },
+        "metadata": metadata,
         "spec": {
             "nprocPerNode": str(nproc_per_node),
             "runPolicy": {

@@ -4,17 +4,19 @@ No Kubernetes cluster runs on this machine, so :class:`FakeTrainingOperator` sta
 Kubernetes API and the Kubeflow training operator -- and only for them. It takes the manifest
 that :func:`components.trainjob.train_with_pytorchjob` creates, and does what the operator
 does with its pods, on localhost: runs the ``pytorch`` container's real command (``torchrun``
-around ``stanflow pipeline train-step``) once per replica, with the ``PET_*`` variables the
-operator sets (``PET_NNODES``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR``, ``PET_MASTER_PORT``,
-``PET_NPROC_PER_NODE``), and reports the job's conditions from the processes' exit codes. The
-"volume" the pods mount is the same folder on this machine. Everything else is real: torchrun's
-multi-node rendezvous, DDP over gloo, the training, the model files.
+around ``stanflow pipeline train-step``) once per replica, with the variables the operator sets
+(``PET_NNODES``, ``PET_NODE_RANK``, ``PET_NPROC_PER_NODE``, ``MASTER_ADDR``, ``MASTER_PORT``)
+expanded into it as Kubernetes expands ``$(VAR)``, and reports the job's conditions from the
+processes' exit codes. The "volume" the pods mount is the same folder on this machine.
+Everything else is real: torchrun's multi-node rendezvous, DDP over gloo, the training, the model
+files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -41,6 +43,11 @@ pytestmark = pytest.mark.integration
 VENV_BIN = Path(sys.executable).parent
 
 
+def _expand(text: str, env: dict[str, str]) -> str:
+    """``$(VAR)`` replaced by ``env[VAR]``, as Kubernetes does in a container's command."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), text)
+
+
 class FakeTrainingOperator:
     """FAKE of the Kubernetes API + Kubeflow training operator (see the module docstring)."""
 
@@ -63,18 +70,18 @@ class FakeTrainingOperator:
             assert container["name"] == "pytorch"
             env = {k: v for k, v in os.environ.items() if not k.startswith("STANFLOW_")}
             env.update({e["name"]: e["value"] for e in container["env"]})
-            env.update(
-                PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}",
-                PET_NNODES=str(len(pods)),
-                PET_NODE_RANK=str(rank),
-                PET_NPROC_PER_NODE=body["spec"]["nprocPerNode"],
-                PET_MASTER_ADDR="127.0.0.1",
-                PET_MASTER_PORT=str(port),
-            )
+            operator_env = {
+                "PET_NNODES": str(len(pods)),
+                "PET_NODE_RANK": str(rank),
+                "PET_NPROC_PER_NODE": body["spec"]["nprocPerNode"],
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            }
+            env.update(operator_env, PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}")
+            # Kubernetes expands $(VAR) in a container's command from the container's env.
+            command = [_expand(part, env) for part in container["command"]]
             log = open(self.workdir / f"{body['metadata']['name']}-{pod}.log", "w")  # noqa: SIM115
-            procs.append(
-                (pod, log, subprocess.Popen(container["command"], env=env, stdout=log, stderr=log))
-            )
+            procs.append((pod, log, subprocess.Popen(command, env=env, stdout=log, stderr=log)))
         self.jobs[(namespace, body["metadata"]["name"])] = procs
         return body
 
