@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stanflow-installed
 export STANFLOW_HOME ?= $(CURDIR)/.stanflow
 DATE ?=
+PROFILE ?=
 
-.PHONY: help setup run test test-fast lint airflow bench bench-sim bench-features bench-quality bench-lift compile clean
+.PHONY: help setup run test test-fast lint lint-infra airflow bench bench-sim bench-features bench-quality bench-lift compile clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -32,11 +33,14 @@ test: setup  ## the whole suite: code, data, model and integration tests
 lint: setup  ## ruff
 	@$(BIN)/ruff check .
 
-airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the README)
+lint-infra:  ## yamllint, Kubernetes schemas, checkov on infra/ (own pinned .venv-infra, made on first use)
+	@infra/lint.sh
+
+airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the README); PROFILE=production: PostgreSQL, LocalExecutor, Redis, S3
 	@mkdir -p "$(STANFLOW_HOME)/airflow"
-	AIRFLOW_HOME="$(STANFLOW_HOME)/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 STANFLOW_HOME="$(STANFLOW_HOME)" \
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
+	@$(if $(PROFILE),export STANFLOW_PROFILE="$(PROFILE)";) \
+	airflow_env="$$($(BIN)/stanflow airflow-env)" && echo "$$airflow_env" && eval "$$airflow_env" && \
+	AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
 
 bench: bench-sim bench-features bench-quality bench-lift  ## every benchmark; results under bench/results/
 

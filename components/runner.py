@@ -27,6 +27,11 @@ OMP_WAIT_POLICY = "PASSIVE"
 EXTRA_MODELS = ("mmoe", "mlp_single", "mlp_shared")
 
 
+# A training day + the model split's validation and test days (stan_model DatasetConfig's
+# defaults: 1 and 3; tests/code/test_dags.py holds the two together).
+MIN_WINDOW_DAYS = 5
+
+
 @dataclasses.dataclass
 class PipelineParams:
     """The pipeline's parameters (the same names as ``stan_training_pipeline``'s arguments)."""
@@ -45,9 +50,10 @@ class PipelineParams:
 
     def __post_init__(self) -> None:
         dt.date.fromisoformat(self.logical_date)  # raises a clear ValueError on a bad date
-        if self.window_days < 3:
+        if self.window_days < MIN_WINDOW_DAYS:
             raise ValueError(
-                f"window_days must be at least 3 (train, valid, test); got {self.window_days}"
+                f"window_days must be at least {MIN_WINDOW_DAYS} (a training day, the validation "
+                f"day and the 3 test days); got {self.window_days}"
             )
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1; got {self.epochs}")

@@ -40,7 +40,7 @@ FEATURES = Asset("stanflow-lifecycle-features")
         "window_days": Param(
             14,
             type="integer",
-            minimum=3,
+            minimum=5,  # components.runner.MIN_WINDOW_DAYS
             maximum=90,
             description="Days of impressions in the training set.",
         ),

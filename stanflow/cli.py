@@ -205,5 +205,9 @@ from stanflow.cli_daily import daily  # noqa: E402
 
 main.add_command(daily)
 
+from stanflow.cli_airflow import airflow_env_cmd  # noqa: E402
+
+main.add_command(airflow_env_cmd)
+
 if __name__ == "__main__":
     main()

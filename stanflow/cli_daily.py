@@ -2,12 +2,14 @@
 
 Simulates the default world when no raw data exist, runs the ``stan_lifecycle_features`` DAG
 and then the ``stan_retrain`` DAG with Airflow's ``dag.test()`` for the day, and prints the run
-summary. Airflow's metadata database lives under ``$STANFLOW_HOME/airflow`` (SQLite).
+summary. Airflow's metadata database lives under ``$STANFLOW_HOME/airflow`` (SQLite), or on
+PostgreSQL under the production profile (``stanflow.cli_airflow``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,8 +21,8 @@ from pathlib import Path
 import click
 
 from components.runner import EXTRA_MODELS  # the module imports only the standard library
+from stanflow.cli_airflow import REPO_DAGS, profile_env
 
-REPO_DAGS = Path(__file__).resolve().parent.parent / "dags"
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,10 @@ def airflow_env(home: Path) -> dict[str, str]:
 
 
 def _migrate(env: dict[str, str]) -> None:
-    marker = Path(env["AIRFLOW_HOME"]) / ".migrated"
+    # One marker per metadata database: the SQLite file under AIRFLOW_HOME, or another URL.
+    url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    suffix = f"-{hashlib.sha256(url.encode()).hexdigest()[:12]}" if url else ""
+    marker = Path(env["AIRFLOW_HOME"]) / f".migrated{suffix}"
     if marker.exists():
         return
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -154,7 +159,7 @@ def daily(
 
     home = ctx.obj["settings"].home
     timings = {}
-    env = airflow_env(home)
+    env = {**airflow_env(home), **profile_env(ctx.obj["settings"])}
     os.environ.update(env)
     if not raw_store.manifest_path(home).exists():
         from stan_model.data.simulator import write_world

@@ -2,6 +2,11 @@
 
 Every setting has a default that works on a laptop with nothing configured. The README's
 "Settings" table is generated from the same field descriptions (``stanflow settings``).
+
+``STANFLOW_PROFILE`` is the one switch between the laptop (``local``) and the production stack
+(``production``): there the Feast online store defaults to Redis and the model registry must be
+on S3; the Airflow side of the profile is in :mod:`stanflow.cli_airflow`. A variable set
+explicitly always wins over a profile default.
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "STANFLOW_"
 # The repository root when run from a checkout (editable install); else the working directory.
@@ -32,6 +44,11 @@ class Settings(BaseModel):
         REPO_ROOT / ".stanflow",
         description="Data home: raw events, features, runs, the local registry. Git-ignored.",
     )
+    profile: Literal["local", "production"] = Field(
+        "local",
+        description="Deployment profile. `production`: Airflow metadata on PostgreSQL with "
+        "LocalExecutor, Feast online store on Redis, registry on S3 (README, Production profile).",
+    )
     preset: Literal["tiny", "small", "wechat"] = Field(
         "small",
         description="World simulated when no raw data exist (`make run`, `stanflow simulate`).",
@@ -45,7 +62,9 @@ class Settings(BaseModel):
     )
     s3_region: str = Field("us-east-1", description="Region for the S3 client.")
     online_store: Literal["sqlite", "redis"] = Field(
-        "sqlite", description="Feast online store: SQLite file under <home>, or Redis."
+        "sqlite",
+        description="Feast online store: SQLite file under <home>, or Redis. "
+        "Default under the production profile: redis.",
     )
     redis_url: str = Field(
         "127.0.0.1:6379",
@@ -59,14 +78,43 @@ class Settings(BaseModel):
         "ghcr.io/stanflow/stanflow:0.1.0",
         description="Image the Kubeflow components run on in a cluster (baked in at compile time).",
     )
+    home_pvc: str | None = Field(
+        None,
+        description="PersistentVolumeClaim holding STANFLOW_HOME in the cluster, mounted at the "
+        "same path in distributed training jobs (needed by `pipeline submit --trainjob-workers`).",
+    )
+    trainjob_namespace: str = Field(
+        "stanflow",
+        description="Namespace the pipeline creates its Kubeflow PyTorchJobs in (the one holding "
+        "STANFLOW_HOME_PVC; infra/k8s).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Logging level of the stanflow command and tasks."
     )
 
-    @field_validator("registry_uri", "s3_endpoint_url", "kfp_host", mode="before")
+    @field_validator("registry_uri", "s3_endpoint_url", "kfp_host", "home_pvc", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: object) -> object:
+        """Production serves features from Redis unless STANFLOW_ONLINE_STORE says otherwise."""
+        if isinstance(data, Mapping) and data.get("profile") == "production":
+            data = {"online_store": "redis", **data}
+        return data
+
+    @model_validator(mode="after")
+    def _production_registry_is_on_s3(self) -> Settings:
+        if self.profile == "production" and not (self.registry_uri or "").startswith("s3://"):
+            got = self.registry_uri or "unset, i.e. the local <home>/registry"
+            raise ValueError(
+                f"{ENV_PREFIX}REGISTRY_URI must be an s3://bucket/prefix URI under "
+                f"{ENV_PREFIX}PROFILE=production (got {got}); set it to the bucket that keeps the "
+                f"models, and {ENV_PREFIX}S3_ENDPOINT_URL for SeaweedFS or MinIO"
+            )
+        return self
 
     @property
     def resolved_registry_uri(self) -> str:
@@ -88,9 +136,7 @@ class Settings(BaseModel):
         try:
             settings = cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(_problem(e) for e in exc.errors())
             raise SettingsError(f"invalid settings: {problems}") from exc
         if not settings.home.is_absolute():
             settings = settings.model_copy(update={"home": (Path.cwd() / settings.home).resolve()})
@@ -112,6 +158,13 @@ class Settings(BaseModel):
                 )
             )
         return rows
+
+
+def _problem(error: Mapping) -> str:
+    """One validation error, named by its variable (checks across fields name theirs)."""
+    if not error["loc"]:
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {error['msg']}"
 
 
 def get_settings() -> Settings:

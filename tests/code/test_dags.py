@@ -74,3 +74,15 @@ def test_retrain_refuses_an_invalid_param():
         with pytest.raises((ParamValidationError, ValueError), match=next(iter(bad))):
             params.update(bad)
             params.validate()
+
+
+def test_the_shortest_window_holds_the_models_split():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from components.runner import MIN_WINDOW_DAYS
+    from stan_model.data.dataset import DatasetConfig
+
+    split = DatasetConfig()
+    assert split.warmup_days + 1 + split.valid_days + split.test_days == MIN_WINDOW_DAYS
+    dag = DagBag(dag_folder=str(DAGS / "stan_retrain.py")).dags["stan_retrain"]
+    assert dag.params.get_param("window_days").schema["minimum"] == MIN_WINDOW_DAYS

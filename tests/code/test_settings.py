@@ -52,3 +52,26 @@ def test_readme_documents_every_setting_with_its_default():
     for var, default, _ in Settings.describe():
         assert f"`{var}`" in readme, f"{var} missing from README"
         assert f"`{default}`" in readme, f"default {default!r} of {var} missing from README"
+
+
+def test_production_profile_defaults_to_redis_and_explicit_settings_win():
+    s3 = {"STANFLOW_PROFILE": "production", "STANFLOW_REGISTRY_URI": "s3://models/stan"}
+    assert Settings.from_env({}).profile == "local"
+    assert Settings.from_env(s3).online_store == "redis"
+    assert Settings.from_env({**s3, "STANFLOW_ONLINE_STORE": "sqlite"}).online_store == "sqlite"
+
+
+@pytest.mark.parametrize("registry", [None, "", "/srv/registry", "file:///srv/registry"])
+def test_production_profile_refuses_a_registry_off_s3(registry):
+    env = {"STANFLOW_PROFILE": "production"}
+    if registry is not None:
+        env["STANFLOW_REGISTRY_URI"] = registry
+    with pytest.raises(SettingsError, match=r"STANFLOW_REGISTRY_URI must be an s3://") as caught:
+        Settings.from_env(env)
+    assert "STANFLOW_PROFILE=production" in str(caught.value)
+    assert "Value error" not in str(caught.value)
+
+
+def test_unknown_profile_names_the_variable():
+    with pytest.raises(SettingsError, match="STANFLOW_PROFILE"):
+        Settings.from_env({"STANFLOW_PROFILE": "prod"})
