@@ -12,6 +12,7 @@ from components.runner import EXTRA_MODELS  # the module imports only the standa
 
 def _params(
     ctx,
+    *,
     date,
     window_days,
     epochs,
@@ -22,6 +23,7 @@ def _params(
     extra_models=(),
     trainjob_workers=0,
 ):
+    """The checked PipelineParams from the shared options (``_options``) of run and submit."""
     from components.runner import PipelineParams
     from stan_model.data import raw_store
 
@@ -123,9 +125,7 @@ def compile_cmd(out: Path | None) -> None:
 @_with_options
 @click.option("--json", "as_json", is_flag=True, help="Print the gate's whole record as JSON.")
 @click.pass_context
-def run_cmd(
-    ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models, as_json
-) -> None:
+def run_cmd(ctx, as_json, **options) -> None:
     """Run the pipeline offline with the KFP local runner (artifacts under <home>/pipeline_root).
 
     Builds any missing feature partitions of the window first, then: training set (Feast, point
@@ -133,10 +133,7 @@ def run_cmd(
     """
     from components.runner import run_local
 
-    params = _params(
-        ctx, date, window_days, epochs, seed, policy, force_promote, reason, extra_models
-    )
-    result = run_local(params)
+    result = run_local(_params(ctx, **options))
     record = result["decision"]
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -161,20 +158,7 @@ def run_cmd(
 )
 @_with_options
 @click.pass_context
-def submit_cmd(
-    ctx,
-    host,
-    experiment,
-    trainjob_workers,
-    date,
-    window_days,
-    epochs,
-    seed,
-    policy,
-    force_promote,
-    reason,
-    extra_models,
-) -> None:
+def submit_cmd(ctx, host, experiment, **options) -> None:
     """Send the compiled pipeline to a Kubeflow Pipelines cluster with kfp.Client.
 
     Components run there on the project image; STANFLOW_HOME must then name storage the
@@ -186,19 +170,7 @@ def submit_cmd(
     host = host or ctx.obj["settings"].kfp_host
     if not host:
         raise click.UsageError("no KFP host: pass --host or set STANFLOW_KFP_HOST")
-    params = _params(
-        ctx,
-        date,
-        window_days,
-        epochs,
-        seed,
-        policy,
-        force_promote,
-        reason,
-        extra_models,
-        trainjob_workers,
-    )
-    run_id = submit(PACKAGE_PATH, host, params, experiment)
+    run_id = submit(PACKAGE_PATH, host, _params(ctx, **options), experiment)
     click.echo(f"submitted run {run_id} to {host}")
 
 

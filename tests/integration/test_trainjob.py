@@ -121,27 +121,32 @@ def job_home(tiny_world, tmp_path_factory) -> tuple[Path, Path]:
     return home, dataset
 
 
+def _train(operator: FakeTrainingOperator, dataset: Path, home: Path, out: Path) -> dict:
+    """STAN, seed 0, 1 epoch, as a PyTorchJob of a master and one worker."""
+    return train_with_pytorchjob(
+        str(dataset),
+        str(home),
+        "stan",
+        0,
+        1,
+        str(out),
+        workers=1,
+        namespace="stanflow",
+        pvc="stanflow-home",
+        image="ghcr.io/stanflow/stanflow:0.1.0",
+        poll_s=0.5,
+        deadline_s=300,
+        api=operator,
+    )
+
+
 def test_a_pytorchjob_trains_on_two_pods_and_the_model_comes_back(job_home, tmp_path):
     home, dataset = job_home
     operator = FakeTrainingOperator(tmp_path)
     out = tmp_path / "model"
     started = time.perf_counter()
     try:
-        meta = train_with_pytorchjob(
-            str(dataset),
-            str(home),
-            "stan",
-            0,
-            1,
-            str(out),
-            workers=1,
-            namespace="stanflow",
-            pvc="stanflow-home",
-            image="ghcr.io/stanflow/stanflow:0.1.0",
-            poll_s=0.5,
-            deadline_s=300,
-            api=operator,
-        )
+        meta = _train(operator, dataset, home, out)
     except Exception:
         print(operator.logs())
         raise
@@ -167,21 +172,7 @@ def test_a_failing_pytorchjob_is_reported_with_its_pods(job_home, tmp_path):
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not a parquet file")  # every pod fails to read it
     with pytest.raises(TrainJobError, match=r"failed: pods (master|worker-0).* exited non-zero"):
-        train_with_pytorchjob(
-            str(broken),
-            str(home),
-            "stan",
-            0,
-            1,
-            str(tmp_path / "model"),
-            workers=1,
-            namespace="stanflow",
-            pvc="stanflow-home",
-            image="ghcr.io/stanflow/stanflow:0.1.0",
-            poll_s=0.5,
-            deadline_s=300,
-            api=operator,
-        )
+        _train(operator, broken, home, tmp_path / "model")
     assert not (tmp_path / "model").exists()
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from stan_model.models import MODELS, build_model
+from stan_model.models.layers import StackedBatchNorm
 from stan_model.training import TrainConfig, run_experiment
 from stan_model.training.evaluation import evaluate
 
@@ -31,15 +32,20 @@ def peer():
     return sys.modules["rechub_peer"]
 
 
-def test_the_peer_is_our_ple_config_plus_batchnorm(peer, tiny_data):
+def test_the_peer_is_our_ple_config_batchnorm_included(peer, tiny_data):
+    """The same parameters as our PLE, BatchNorm's scales and shifts included (ours puts one
+    after the same layers as torch-rechub's MLP does)."""
     with peer.registered() as family:
         model = build_model(family, tiny_data.spec)
     ours = build_model("ple", tiny_data.spec)
     batchnorm = sum(
         p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm1d) for p in m.parameters()
     )
-    assert batchnorm > 0
-    assert model.num_parameters() - batchnorm == ours.num_parameters()
+    our_batchnorm = sum(
+        p.numel() for m in ours.modules() if isinstance(m, StackedBatchNorm) for p in m.parameters()
+    )
+    assert batchnorm > 0 and batchnorm == our_batchnorm
+    assert model.num_parameters() == ours.num_parameters()
     assert family not in MODELS  # the registration is scoped to the block
 
 
