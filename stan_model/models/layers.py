@@ -112,18 +112,28 @@ class StackedBatchNorm(nn.Module):
         self.momentum, self.eps = momentum, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            if _world_size() > 1:
-                mean, var, b = _global_moments(x)
-            else:
-                var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (n, 1, d)
-                b = x.shape[1]
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.float(), self.momentum)
-                unbiased = var.float() * (b / max(b - 1, 1))
-                self.running_var.lerp_(unbiased, self.momentum)
-        else:
-            mean, var = self.running_mean, self.running_var
+        if self.training and _world_size() > 1:
+            return self._synced(x)
+        # One process: PyTorch's fused kernel on a (B, n * dim) view -- one BatchNorm1d of
+        # n * dim features; 2x faster forward + backward than composing it from var_mean here.
+        n, b, d = x.shape
+        y = F.batch_norm(
+            x.transpose(0, 1).reshape(b, n * d),
+            self.running_mean.view(-1),  # views: the kernel updates the buffers in place
+            self.running_var.view(-1),
+            self.weight.view(-1),
+            self.bias.view(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+        return y.view(b, n, d).transpose(0, 1)
+
+    def _synced(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var, b = _global_moments(x)  # (n, 1, d), over every rank's batch
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.float(), self.momentum)
+            self.running_var.lerp_(var.float() * (b / max(b - 1, 1)), self.momentum)
         scale = self.weight * torch.rsqrt(var + self.eps)  # (n, 1, d)
         return torch.addcmul(self.bias - mean * scale, x, scale)
 
