@@ -396,9 +396,8 @@ def plot(payload: dict, path: Path) -> None:
 
 PEER_NOTES = [
     "BatchNorm: torch-rechub's `MLP` puts a `BatchNorm1d` after every linear layer of the "
-    "experts, the towers and the gates (linear → BatchNorm → softmax), with no switch to turn it "
-    "off; our PLE has none. The peer therefore has a few thousand more parameters (BatchNorm "
-    "scale and shift) and normalises its hidden activations; everything else is matched.",
+    "experts, the towers and the gates (linear → BatchNorm → softmax); ours does the same "
+    "(`batch_norm`, on by default for every model), with the same momentum and eps.",
     "Matched: the same tensors (one rechub `SparseFeature` per sparse field with our vocabulary "
     "size and embedding size, one `DenseFeature` per dense feature), levels, task-specific and "
     "shared expert counts, expert widths, tower widths, dropout, embedding initialisation "
@@ -407,10 +406,9 @@ PEER_NOTES = [
     "(sum of per-task BCE-with-logits; rechub's prediction layer is built as `regression`, the "
     "identity, so the net returns logits), and our trainer, seeds, optimizer, batch, epochs, "
     "early stopping and evaluation (it runs through `run_experiment`).",
-    "Diagnostic (`--models torch_rechub_ple_no_bn`): the same rechub net with every "
-    "`BatchNorm1d` swapped for the identity after construction (initial weights unchanged), "
-    "i.e. rechub minus the one part ours cannot match; it is reported beside the peer, never in "
-    "its place.",
+    "Diagnostic (`--models torch_rechub_ple_no_bn`, not in the default set): the same rechub "
+    "net with every `BatchNorm1d` swapped for the identity after construction; before our "
+    "models had BatchNorm, it showed that BatchNorm was the whole of the peer gap.",
     "Layout: rechub runs each expert, gate and tower as its own module in Python loops, ours as "
     "stacked batched matmuls; this changes speed and the random draw order of the "
     "initialisation, not the architecture.",
@@ -555,7 +553,9 @@ def _previous_runs(args, world: dict, settings: dict) -> list[dict]:
     runs = [
         r
         for r in old.get("runs", [])
-        if r["model"] in new_configs and old_configs.get(r["model"]) == new_configs[r["model"]]
+        if r["model"] in args.models
+        and r["model"] in new_configs
+        and old_configs.get(r["model"]) == new_configs[r["model"]]
     ]
     log.info("reusing %d of the %d runs in %s", len(runs), len(old.get("runs", [])), args.out)
     return runs

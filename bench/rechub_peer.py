@@ -18,10 +18,11 @@ ours; task heads start at the training base rate's log-odds as ours do. Each tas
 ``PredictionLayer`` is built as ``"regression"`` (the identity) so the model returns logits and
 the loss is ``BCEWithLogits`` as for every other model.
 
-Not matchable: rechub's ``MLP`` always puts a ``BatchNorm1d`` after every linear layer -- in the
-experts, the towers and even the gates (linear -> BatchNorm -> softmax) -- and has no switch to
-leave it out; ours has none. So the peer has a few more parameters (BatchNorm's scale and shift)
-and normalises hidden activations; the peer AUC gap measures that difference as well as any bug.
+BatchNorm: rechub's ``MLP`` always puts a ``BatchNorm1d`` after every linear layer -- in the
+experts, the towers and even the gates (linear -> BatchNorm -> softmax). Ours does the same when
+``batch_norm`` is on (the default for every model since model format 2); before, ours had none,
+and the ``torch_rechub_ple_no_bn`` diagnostic (rechub's net with its BatchNorms swapped for
+identities) showed that this was the whole of the gap (bench/results/quality.md then).
 """
 
 from __future__ import annotations
