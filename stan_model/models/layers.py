@@ -3,8 +3,9 @@
 * :class:`FeatureInput` -- ONE fused embedding table for all sparse fields (per-field offsets into
   it), so a batch costs one lookup whatever the number of fields.
 * :class:`StackedLinear` / :class:`StackedMLP` -- ``n`` independent linear layers / MLPs stored as
-  stacked weights and applied in one batched matmul: experts, gates and towers never loop in
-  Python. :class:`StackedBatchNorm` -- ``n`` independent ``BatchNorm1d`` layers the same way.
+  stacked weights, on batch-first activations (B, n, d): maps that read the same input (the
+  first layer of a level's experts, the gates) are ONE matmul. :class:`StackedBatchNorm` --
+  ``n`` independent ``BatchNorm1d`` layers as one fused kernel on the (B, n * d) memory.
 * :class:`MultiTaskBCE` -- the loss object of the baselines: sum over tasks of the mean
   ``BCEWithLogits``.
 * :class:`MultiTaskModel` -- the interface the trainer relies on: ``forward(batch, with_loss)``
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -59,7 +61,12 @@ class FeatureInput(nn.Module):
 
 
 class StackedLinear(nn.Module):
-    """``n`` linear maps ``in_dim -> out_dim`` at once: (n, B, in) or (B, in) -> (n, B, out)."""
+    """``n`` linear maps ``in_dim -> out_dim`` at once, batch first: (B, in) -> (B, n, out) when
+    every map reads the same rows (the first layer of a level's experts, the gates): ONE matmul
+    of all maps' weights side by side; (B, n, in) -> (B, n, out) when map j reads ``x[:, j]``.
+
+    Parameters stay ``weight`` (n, in, out) and ``bias`` (n, 1, out), whatever the layout of the
+    activations, so model files of every format load unchanged."""
 
     def __init__(self, n: int, in_dim: int, out_dim: int):
         super().__init__()
@@ -67,12 +74,24 @@ class StackedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.shape[0] == 1:  # one map: a plain addmm (keeps DDP's gradient layout)
-            x2 = x if x.dim() == 2 else x[0]
-            return torch.addmm(self.bias[0], x2, self.weight[0]).unsqueeze(0)  # (1, B, out)
-        # (B, in) broadcasts against every map: all experts of a level read the same input.
-        return torch.matmul(x, self.weight) + self.bias  # (n, B, out)
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        n, _, o = self.weight.shape
+        return self.flat(x).view(-1, n, o)
+
+    def flat(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The output as the (B, n * out) tensor it is computed in (not a view: safe to
+        modify in place, which a view is not without autograd copying the whole base).
+        ``x``: (B, in) shared, (B, n, in), or a sequence of n (B, in) inputs."""
+        n, i, o = self.weight.shape
+        if isinstance(x, torch.Tensor) and x.dim() == 2:  # shared: one GEMM for all maps
+            w = self.weight.transpose(0, 1).reshape(i, n * o)
+            return torch.addmm(self.bias.view(n * o), x, w)
+        # Map j on x[:, j]: n GEMMs written side by side (B, n * out). unbind, not indexing: its
+        # backward stacks the n gradients once instead of scattering each into a zero tensor.
+        xs = x.unbind(1) if isinstance(x, torch.Tensor) else x
+        parts = zip(self.bias.unbind(0), xs, self.weight.unbind(0), strict=True)
+        outs = [torch.addmm(b, xj, w) for b, xj, w in parts]
+        return outs[0] if n == 1 else torch.cat(outs, dim=1)
 
 
 def _world_size() -> int:
@@ -81,22 +100,24 @@ def _world_size() -> int:
 
 
 def _global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean and (biased) variance over the batch axis of (n, B, d) across every rank's batch,
+    """Mean and (biased) variance over the batch axis of (B, C) across every rank's batch,
     with gradients flowing back to each rank's own rows; and the global batch size."""
     from torch.distributed.nn.functional import all_reduce  # autograd-aware
 
-    n, b, d = x.shape
-    count = x.new_full((n, 1, d), float(b))
-    sums = all_reduce(torch.cat([x.sum(1, keepdim=True), (x * x).sum(1, keepdim=True), count], 1))
-    total = sums[:, 2:3]
-    mean = sums[:, 0:1] / total
-    var = (sums[:, 1:2] / total - mean * mean).clamp_min(0.0)
-    return mean, var, int(total[0, 0, 0].item())
+    b, c = x.shape
+    count = x.new_full((1, c), float(b))
+    sums = all_reduce(torch.cat([x.sum(0, keepdim=True), (x * x).sum(0, keepdim=True), count]))
+    total = sums[2]
+    mean = sums[0] / total
+    var = (sums[1] / total - mean * mean).clamp_min(0.0)
+    return mean, var, int(total[0].item())
 
 
 class StackedBatchNorm(nn.Module):
-    """``n`` independent ``BatchNorm1d(dim)`` on (n, B, dim): statistics over the batch axis, per
-    map and feature; the same training/eval semantics, momentum and eps as ``BatchNorm1d``.
+    """``n`` independent ``BatchNorm1d(dim)`` on (B, n, dim): statistics over the batch axis,
+    per map and feature; the same training/eval semantics, momentum and eps as ``BatchNorm1d``.
+    Batch-first activations are (B, n * dim) in memory, so one process runs PyTorch's fused
+    kernel on them as they are (one BatchNorm1d of n * dim features, no copies).
 
     Under ``torchrun`` (a process group of more than one rank) the statistics are those of the
     global batch, summed over ranks with an autograd-aware all-reduce, as ``SyncBatchNorm``
@@ -112,13 +133,14 @@ class StackedBatchNorm(nn.Module):
         self.momentum, self.eps = momentum, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flat(x.reshape(x.shape[0], -1)).view_as(x)
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n * dim) -> (B, n * dim), a new tensor."""
         if self.training and _world_size() > 1:
             return self._synced(x)
-        # One process: PyTorch's fused kernel on a (B, n * dim) view -- one BatchNorm1d of
-        # n * dim features; 2x faster forward + backward than composing it from var_mean here.
-        n, b, d = x.shape
-        y = F.batch_norm(
-            x.transpose(0, 1).reshape(b, n * d),
+        return F.batch_norm(
+            x,
             self.running_mean.view(-1),  # views: the kernel updates the buffers in place
             self.running_var.view(-1),
             self.weight.view(-1),
@@ -127,20 +149,20 @@ class StackedBatchNorm(nn.Module):
             self.momentum,
             self.eps,
         )
-        return y.view(b, n, d).transpose(0, 1)
 
     def _synced(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var, b = _global_moments(x)  # (n, 1, d), over every rank's batch
+        mean, var, b = _global_moments(x)  # (C,), over every rank's batch
         with torch.no_grad():
-            self.running_mean.lerp_(mean.float(), self.momentum)
-            self.running_var.lerp_(var.float() * (b / max(b - 1, 1)), self.momentum)
-        scale = self.weight * torch.rsqrt(var + self.eps)  # (n, 1, d)
-        return torch.addcmul(self.bias - mean * scale, x, scale)
+            self.running_mean.view(-1).lerp_(mean.float(), self.momentum)
+            self.running_var.view(-1).lerp_(var.float() * (b / max(b - 1, 1)), self.momentum)
+        scale = self.weight.view(-1) * torch.rsqrt(var + self.eps)  # (C,)
+        return torch.addcmul(self.bias.view(-1) - mean * scale, x, scale)
 
 
 class StackedMLP(nn.Module):
-    """``n`` independent MLPs run as batched matmuls: every layer is linear, then BatchNorm when
-    ``batch_norm`` (torch-rechub's ``MLP`` layout), ReLU, dropout."""
+    """``n`` independent MLPs, batch first: (B, in) shared or (B, n, in) -> (B, n, out). Every
+    layer is linear, then BatchNorm when ``batch_norm`` (torch-rechub's ``MLP`` layout), ReLU,
+    dropout."""
 
     def __init__(
         self,
@@ -159,18 +181,19 @@ class StackedMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_dim = sizes[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
-            x = layer(x)  # (n, B, d)
+            y = layer.flat(x)  # (B, n * d)
             if self.norms is not None:
-                x = self.norms[i](x)
-            x = self.dropout(F.relu(x))
+                y = self.norms[i].flat(y)
+            # ReLU in place: neither the GEMM nor BatchNorm keeps its output for the backward.
+            x = self.dropout(F.relu(y, inplace=True)).view(y.shape[0], -1, layer.weight.shape[2])
         return x
 
 
 class Gates(nn.Module):
     """``n`` softmax gates over ``experts`` each: linear, BatchNorm when ``batch_norm`` (as
-    torch-rechub's gates), softmax. (B, in) or (n, B, in) -> (n, B, experts)."""
+    torch-rechub's gates), softmax. (B, in) or (B, n, in) -> (B, n, experts)."""
 
     def __init__(self, n: int, in_dim: int, experts: int, batch_norm: bool = False):
         super().__init__()
@@ -183,7 +206,8 @@ class Gates(nn.Module):
 
 
 class TaskTowers(nn.Module):
-    """One MLP tower per task ending in a logit: (K, B, in) -> (B, K)."""
+    """One MLP tower per task ending in a logit: (B, K, in), or (B, in) read by every tower,
+    -> (B, K)."""
 
     def __init__(
         self,
@@ -198,7 +222,7 @@ class TaskTowers(nn.Module):
         self.head = StackedLinear(n_tasks, self.hidden.out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(x)).squeeze(-1).transpose(0, 1)  # (K, B, 1) -> (B, K)
+        return self.head(self.hidden(x)).squeeze(-1)  # (B, K, 1) -> (B, K)
 
 
 class MultiTaskBCE(nn.Module):

@@ -52,8 +52,8 @@ class MLPSingle(MultiTaskModel):
     def logits(self, batch: Batch) -> torch.Tensor:
         b, f = batch.sparse.shape
         emb = self.inputs.embed(batch.sparse).view(b, f, self.n_tasks, -1)  # (B, F, K, E)
-        emb = emb.permute(2, 0, 1, 3).reshape(self.n_tasks, b, -1)  # (K, B, F*E)
-        dense = batch.dense.expand(self.n_tasks, -1, -1)  # (K, B, D)
+        emb = emb.transpose(1, 2).reshape(b, self.n_tasks, -1)  # (B, K, F*E)
+        dense = batch.dense.unsqueeze(1).expand(-1, self.n_tasks, -1)  # (B, K, D)
         return self.towers(torch.cat([emb, dense], dim=2))  # (B, K)
 
 
@@ -84,5 +84,5 @@ class MLPShared(MultiTaskModel):
         self.objective = MultiTaskBCE()
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        shared = self.bottom(self.inputs(batch))  # (1, B, H)
-        return self.towers(shared.expand(self.n_tasks, -1, -1))  # (B, K)
+        shared = self.bottom(self.inputs(batch))  # (B, 1, H)
+        return self.towers(shared[:, 0])  # every tower reads it: (B, K)

@@ -46,7 +46,7 @@ class MMoE(MultiTaskModel):
 
     def logits(self, batch: Batch) -> torch.Tensor:
         x = self.inputs(batch)  # (B, D_in)
-        experts = self.experts(x)  # (E, B, H)
-        gates = self.gates(x)  # (K, B, E)
-        mixed = torch.einsum("kbe,ebh->kbh", gates, experts)  # (K, B, H)
+        experts = self.experts(x)  # (B, E, H)
+        gates = self.gates(x)  # (B, K, E)
+        mixed = torch.bmm(gates, experts)  # (B, K, H)
         return self.towers(mixed)  # (B, K)

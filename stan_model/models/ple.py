@@ -3,8 +3,9 @@
 Per level, every task has ``task_experts`` experts of its own and all tasks share
 ``shared_experts``; task k's gate is ``softmax(W_k x_k)`` over its own and the shared experts; a
 shared gate over all experts feeds the next level's shared input (not on the last level). All
-experts of a level are one :class:`StackedMLP` (one batched matmul per layer), each gate a slice
-of one :class:`Gates` (linear, BatchNorm, softmax).
+experts of a level are one :class:`StackedMLP` (on the first level, whose experts all read the
+same input, their first layer is one matmul), each gate a slice of one :class:`Gates` (linear,
+BatchNorm, softmax). Activations are batch first: (B, experts or tasks, width).
 
 :class:`PLEBackbone` is the levels plus the towers; STAN reuses it unchanged, optionally adding a
 per-task context vector to the task gates' and towers' inputs (``gate_context`` /
@@ -70,25 +71,28 @@ class CGCLevel(nn.Module):
         self.out_dim = self.experts.out_dim
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, in) on the first level, else (K+1, B, in). Returns (K, B, H) on the last level,
-        else (K+1, B, H). ``context``: (K, B, C) extra task-gate input, or None."""
-        if x.dim() == 2:
-            expert_in, task_in, shared_in = x, x.expand(self.n_tasks, -1, -1), x
+        """x: (B, in) on the first level, else (B, K+1, in). Returns (B, K, H) on the last level,
+        else (B, K+1, H). ``context``: (B, K, C) extra task-gate input, or None."""
+        k = self.n_tasks
+        if x.dim() == 2:  # every expert and gate reads x: their first layers are one GEMM each
+            expert_in, task_in, shared_in = x, x, x
         else:
-            expert_in, task_in, shared_in = x[self.expert_group], x[: self.n_tasks], x[-1]
-        experts = self.experts(expert_in)  # (E, B, H)
+            expert_in, task_in, shared_in = x[:, self.expert_group], x[:, :k], x[:, k]
+        experts = self.experts(expert_in)  # (B, E, H)
         if context is not None:
-            task_in = torch.cat([task_in, context], dim=2)  # (K, B, in + C)
-        own = self.task_gates(task_in)  # (K, B, t+s)
-        # Scatter each task's gate onto the expert axis (zero on other tasks' experts).
-        index = self.task_selection[:, None, :].expand(-1, own.shape[1], -1)  # (K, B, t+s)
-        gates = own.new_zeros(own.shape[0], own.shape[1], self.n_experts).scatter(2, index, own)
-        task_out = torch.einsum("kbe,ebh->kbh", gates, experts)  # (K, B, H)
+            if task_in.dim() == 2:
+                task_in = task_in.unsqueeze(1).expand(-1, k, -1)
+            task_in = torch.cat([task_in, context], dim=2)  # (B, K, in + C)
+        own = self.task_gates(task_in)  # (B, K, t+s)
+        # Scatter each task's gate onto the expert axis (zero on other tasks' experts), then
+        # mix: per sample a (K, E) @ (E, H) product, one batched matmul.
+        index = self.task_selection.expand(own.shape[0], -1, -1)  # (B, K, t+s)
+        gates = own.new_zeros(own.shape[0], k, self.n_experts).scatter(2, index, own)
+        task_out = torch.bmm(gates, experts)  # (B, K, H)
         if self.shared_gate is None:
             return task_out
-        shared = self.shared_gate(shared_in)[0]  # (B, E)
-        shared_out = torch.einsum("be,ebh->bh", shared, experts)  # (B, H)
-        return torch.cat([task_out, shared_out[None]], dim=0)  # (K+1, B, H)
+        shared = self.shared_gate(shared_in)  # (B, 1, E)
+        return torch.cat([task_out, torch.bmm(shared, experts)], dim=1)  # (B, K+1, H)
 
 
 class PLEBackbone(nn.Module):
@@ -121,7 +125,7 @@ class PLEBackbone(nn.Module):
         for level in self.levels:
             x = level(x, gate_context)
         if tower_context is not None:
-            x = torch.cat([x, tower_context], dim=2)  # (K, B, H + C)
+            x = torch.cat([x, tower_context], dim=2)  # (B, K, H + C)
         return self.towers(x)  # (B, K)
 
 

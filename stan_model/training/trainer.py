@@ -82,6 +82,36 @@ def _has_unused_parameters(model: MultiTaskModel, batch) -> bool:
     return unused
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with PyTorch's fused kernel (one pass over each parameter, grad, and moment;
+    same update as the per-tensor loop) where the parameters' device supports it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` when ``bf16``, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch,
+    autocast: contextlib.AbstractContextManager,
+):
+    """One optimisation step: forward with the model's own loss, backward, Adam. Returns the
+    model's :class:`~stan_model.models.Output`. The trainer and ``bench/train_speed.py`` both
+    call this, so the benchmark times exactly what training does."""
+    with autocast:
+        out = net(batch, with_loss=True)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    return out
+
+
 def train(
     model: MultiTaskModel,
     data: WorldData,
@@ -95,7 +125,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     model.to(device)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     result, start_epoch, bad_epochs = TrainResult(), 0, 0
     progress = load_checkpoint(ckpt, model, optimizer) if ckpt and cfg.resume else None
     if progress is not None:
@@ -120,9 +150,7 @@ def train(
         unused = _has_unused_parameters(model, shard.batch(slice(0, min(len(shard), 64))))
         device_ids = [device] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids, find_unused_parameters=unused)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
-    )
+    autocast = autocast_for(device, cfg.bf16)
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if ckpt is not None and progress is not None:
         best_weights = load_best(ckpt) or best_weights
@@ -147,14 +175,11 @@ def train(
         )
         t0 = time.perf_counter()
         for start in bar:
-            batch = shard.batch(order[start : start + local_batch])
-            with autocast:
-                out = net(batch, with_loss=True)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
+            out = train_step(
+                net, optimizer, shard.batch(order[start : start + local_batch]), autocast
+            )
             for name, value in {"loss": out.loss.detach(), **out.parts}.items():
-                sums[name] = sums.get(name, 0.0) + value.float() * len(batch)
+                sums[name] = sums.get(name, 0.0) + value.float() * len(out.logits)
             if start // local_batch % 20 == 0:
                 bar.set_postfix(loss=f"{out.loss.item():.4f}")
         epoch_time = time.perf_counter() - t0
@@ -223,4 +248,13 @@ def is_main_process() -> bool:
     return init_distributed().is_main
 
 
-__all__ = ["DistContext", "TrainConfig", "TrainResult", "is_main_process", "train"]
+__all__ = [
+    "DistContext",
+    "TrainConfig",
+    "TrainResult",
+    "autocast_for",
+    "is_main_process",
+    "make_optimizer",
+    "train",
+    "train_step",
+]

@@ -65,12 +65,12 @@ def test_a_format_1_model_file_loads_without_batch_norm(family, tiny_data, tmp_p
 
 def test_stacked_batch_norm_is_batchnorm1d_per_map():
     torch.manual_seed(0)
-    x = torch.randn(3, 64, 5) * 2 + 1  # 3 maps, a batch of 64, 5 features
+    x = torch.randn(64, 3, 5) * 2 + 1  # a batch of 64, 3 maps, 5 features
     stacked, reference = StackedBatchNorm(3, 5), [torch.nn.BatchNorm1d(5) for _ in range(3)]
     for mode in ("train", "eval"):
         for m in (stacked, *reference):
             m.train(mode == "train")
-        expected = torch.stack([bn(x[i]) for i, bn in enumerate(reference)])
+        expected = torch.stack([bn(x[:, i]) for i, bn in enumerate(reference)], dim=1)
         torch.testing.assert_close(stacked(x), expected)
     torch.testing.assert_close(
         stacked.running_var[:, 0], torch.stack([bn.running_var for bn in reference])

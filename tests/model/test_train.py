@@ -167,7 +167,7 @@ def _batch_norm_rank(rank: int, port: int, x: torch.Tensor, out: dict) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         bn = StackedBatchNorm(2, 3)
-        half = x[:, rank * 5 : (rank + 1) * 5].clone().requires_grad_(True)
+        half = x[rank * 5 : (rank + 1) * 5].clone().requires_grad_(True)
         y = bn(half)
         (y * torch.arange(1.0, 4.0)).sum().backward()
         out[rank] = (y.detach(), half.grad, bn.running_var.clone())
@@ -183,7 +183,7 @@ def test_batch_norm_under_two_ranks_normalises_like_one_process_with_the_whole_b
     from stan_model.models.layers import StackedBatchNorm
 
     torch.manual_seed(0)
-    x = torch.randn(2, 10, 3) * 3 + 1  # 2 maps, a global batch of 10 split 5 / 5
+    x = torch.randn(10, 2, 3) * 3 + 1  # a global batch of 10 split 5 / 5, 2 maps
     whole = x.clone().requires_grad_(True)
     bn = StackedBatchNorm(2, 3)
     y = bn(whole)
@@ -193,8 +193,8 @@ def test_batch_norm_under_two_ranks_normalises_like_one_process_with_the_whole_b
         port = s.getsockname()[1]
     out = mp.Manager().dict()
     mp.spawn(_batch_norm_rank, args=(port, x, out), nprocs=2, join=True)
-    torch.testing.assert_close(torch.cat([out[0][0], out[1][0]], 1), y.detach())
-    torch.testing.assert_close(torch.cat([out[0][1], out[1][1]], 1), whole.grad)
+    torch.testing.assert_close(torch.cat([out[0][0], out[1][0]]), y.detach())
+    torch.testing.assert_close(torch.cat([out[0][1], out[1][1]]), whole.grad)
     torch.testing.assert_close(out[0][2], bn.running_var)
 
 
