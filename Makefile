@@ -8,7 +8,7 @@ export STANFLOW_HOME ?= $(CURDIR)/.stanflow
 DATE ?=
 PROFILE ?=
 
-.PHONY: help setup run test test-fast lint lint-infra airflow bench bench-sim bench-features bench-quality bench-lift compile clean
+.PHONY: help setup run test test-fast lint lint-infra airflow bench bench-train bench-features bench-feast bench-e2e bench-sim bench-quality bench-lift compile clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,13 +42,22 @@ airflow: setup  ## Airflow standalone with the DAGs in dags/ (login in the READM
 	airflow_env="$$($(BIN)/stanflow airflow-env)" && echo "$$airflow_env" && eval "$$airflow_env" && \
 	AIRFLOW__API__HOST=127.0.0.1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
 
-bench: bench-sim bench-features bench-quality bench-lift  ## every benchmark; results under bench/results/
+bench: bench-train bench-features bench-feast bench-e2e bench-sim bench-quality bench-lift  ## every benchmark, one after another (results under bench/results/)
+
+bench-train: setup  ## training samples/s of our PLE/STAN (fp32, bf16) vs torch-rechub's PLE, FLOP/s vs matmul peak, scaling, wechat peak memory (~10 min) -> bench/results/train.{json,png}
+	@$(BIN)/python bench/train_speed.py --out bench/results/train.json
+
+bench-features: setup  ## feature build events/s on the wechat world vs a pandas reference (equal results), scaling -> bench/results/features.{json,png}
+	@$(BIN)/python bench/feature_build.py --preset wechat --serve-last-day --out bench/results/features.json
+
+bench-feast: setup  ## Feast materialization rows/s (SQLite, Redis), online lookup p50/p99 via SDK and HTTP -> bench/results/feast.{json,png}
+	@$(BIN)/python bench/feast_bench.py --out bench/results/feast.json
+
+bench-e2e: setup  ## `make run` wall time by stage in a fresh home -> bench/results/e2e.{json,png}
+	@$(BIN)/python bench/e2e.py --out bench/results/e2e.json
 
 bench-sim: setup  ## simulator throughput (impressions/s) per preset
 	@$(BIN)/python bench/simulator_speed.py --out bench/results/simulator.json
-
-bench-features: setup  ## feature build wall time on the wechat world (target 60 s) -> bench/results/features.json
-	@$(BIN)/python bench/feature_build.py --preset wechat --serve-last-day --out bench/results/features.json
 
 bench-quality: setup  ## every model, 3 seeds, small world (~90 min, 1 thread) -> bench/results/quality.{json,md,png}
 	@$(BIN)/python bench/quality.py --preset small --seeds 0 1 2 --out bench/results/quality.json
