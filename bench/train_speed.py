@@ -340,7 +340,7 @@ def memory_child(home: str, bf16: bool, epochs: int) -> None:
     t0 = time.perf_counter()
     data = build_dataset(home)
     after_data, data_s = rss_mib(), time.perf_counter() - t0
-    overrides = {"epochs": epochs, "bf16": bf16, "progress": False}
+    overrides = {"epochs": epochs, "bf16": bf16, "progress": True}
     summary = run_experiment(home, "ple", train_overrides=overrides, data=data, probe=False)
     print(
         json.dumps(
@@ -366,9 +366,13 @@ def wechat_memory(bf16: bool, epochs: int, preset: str = "wechat") -> dict:
         cmd = [sys.executable, __file__, "--memory-child", tmp, "--memory-epochs", str(epochs)]
         if bf16:
             cmd.append("--memory-bf16")
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        log.info("peak memory: building the %s dataset and training in a fresh process", preset)
+        # stdout carries the JSON result; stderr (the child's progress and logs) passes through.
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
         if proc.returncode != 0:
-            raise RuntimeError(f"memory child failed:\n{proc.stderr[-3000:]}")
+            raise RuntimeError(
+                f"the peak-memory process failed (exit {proc.returncode}); see above"
+            )
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     result.update(
         {

@@ -82,6 +82,19 @@ def _has_unused_parameters(model: MultiTaskModel, batch) -> bool:
     return unused
 
 
+class _RowView:
+    """Rows ``index`` of a bundle, gathered per batch: ``len`` and ``batch`` as a bundle."""
+
+    def __init__(self, bundle, index: torch.Tensor):
+        self.bundle, self.index = bundle, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, rows: torch.Tensor | slice):
+        return self.bundle.batch(self.index[rows])
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam with PyTorch's fused kernel (one pass over each parameter, grad, and moment;
     same update as the per-tensor loop) where the parameters' device supports it."""
@@ -141,8 +154,13 @@ def train(
         ckpt.mkdir(parents=True, exist_ok=True)
 
     train_rows = torch.from_numpy(data.splits["train"])
-    # The rank's shard moves to the device once; validation batches move as they are scored.
-    shard = data.bundle.take(train_rows[shard_rows(len(train_rows), ctx, cfg.seed)]).to(device)
+    shard_index = train_rows[shard_rows(len(train_rows), ctx, cfg.seed)]
+    if device.type == "cpu":
+        # Batches gather their rows from the whole bundle: a copy of the shard would only
+        # double the training rows' memory (0.7 GiB on wechat) for the same gathers.
+        shard = _RowView(data.bundle, shard_index)
+    else:  # the rank's shard moves to its device once; validation batches move as scored
+        shard = data.bundle.take(shard_index).to(device)
     valid = data.split("valid")
     local_batch = max(1, cfg.batch_size // ctx.world_size)
     net = model
