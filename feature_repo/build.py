@@ -54,25 +54,42 @@ def _label_sql(task: TaskSpec) -> str:
     return f"CAST({col} >= {task.threshold!r} AS INTEGER)" if task.threshold is not None else col
 
 
+# The long-stay label, written as the ``stay`` task's label is: DuckDB computes identical aggregate
+# expressions once, so a world whose tasks are click / long stay / order sums each column once.
+_LONG_STAY_SQL = _label_sql(next(t for t in DEFAULT_TASKS if t.name == "stay"))
+
+
 def _rate(num: str, den: str) -> str:
     return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / {den} ELSE 0.0 END"
 
 
 def _events_view(files: list[Path], day: dt.date, tasks: list[TaskSpec]) -> str:
-    """Window events with ``lag`` = days before D (0 = D) taken from each file's dt= folder."""
+    """Window events with ``lag`` = days before D (0 = D) taken from each file's dt= folder.
+
+    A view, not a table: each aggregate streams only the columns it reads (reach, only the
+    partitions of its 7 days), and the memory used does not grow with the window.
+    """
     paths = ", ".join(_path_sql(p) for p in files)
-    labels = "".join(f", {_label_sql(t)} AS task_{k}" for k, t in enumerate(tasks))
+    base = ("user_id", "item_id", "session_id", "click", "order", "stay_seconds")
+    columns = ", ".join(f'"{c}"' for c in dict.fromkeys([*base, *(t.column for t in tasks)]))
     return f"""
         CREATE OR REPLACE TEMP VIEW window_events AS
-        SELECT user_id, item_id, session_id, click, "order", stay_seconds,
-               CAST(stay_seconds >= {LONG_STAY_SECONDS!r} AS INTEGER) AS long_stay{labels},
-               date_diff('day', dt, DATE '{day}') AS lag
+        SELECT {columns}, CAST(date_diff('day', dt, DATE '{day}') AS INTEGER) AS lag
         FROM read_parquet([{paths}], hive_partitioning = true, hive_types = {{'dt': DATE}})
     """
 
 
-def _user_sql(day: dt.date, users_file: Path, n_tasks: int) -> str:
-    task_sums = "".join(f", sum(task_{k}) AS task_{k}" for k in range(n_tasks))
+def _label_sums(tasks: list[TaskSpec]) -> str:
+    """The per-event sums both entities take: clicks, long stays, orders, dwell, task labels."""
+    task_sums = "".join(f", sum({_label_sql(t)}) AS task_{k}" for k, t in enumerate(tasks))
+    return (
+        f'sum(click) AS clicks, sum({_LONG_STAY_SQL}) AS long_stays, sum("order") AS orders, '
+        f"sum(CAST(stay_seconds AS DOUBLE)) AS dwell_seconds{task_sums}"
+    )
+
+
+def _user_sql(day: dt.date, users_file: Path, tasks: list[TaskSpec]) -> str:
+    n_tasks = len(tasks)
     # (name, window, zero): every windowed sum, and the value a user without events gets.
     sums = [(f"{c}_{w}d", c, w, "0") for w in WINDOWS_DAYS for c in USER_COUNTS]
     sums += [(f"dwell_seconds_{w}d", "dwell_seconds", w, "0.0") for w in WINDOWS_DAYS]
@@ -93,10 +110,8 @@ def _user_sql(day: dt.date, users_file: Path, n_tasks: int) -> str:
     end_of_day = f"TIMESTAMPTZ '{day + dt.timedelta(days=1)} 00:00:00+00'"
     return f"""
     WITH daily AS (  -- one row per user and day: the only pass over the events
-        SELECT user_id, lag, count(*) AS impressions, sum(click) AS clicks,
-               sum(long_stay) AS long_stays, sum("order") AS orders,
-               count(DISTINCT session_id) AS sessions,
-               sum(CAST(stay_seconds AS DOUBLE)) AS dwell_seconds{task_sums}
+        SELECT user_id, lag, count(*) AS impressions,
+               count(DISTINCT session_id) AS sessions, {_label_sums(tasks)}
         FROM window_events GROUP BY user_id, lag
     ),
     windows AS (
@@ -143,30 +158,26 @@ def _user_sql(day: dt.date, users_file: Path, n_tasks: int) -> str:
     """
 
 
-def _item_sql(day: dt.date, items_file: Path, n_tasks: int) -> str:
-    task_sums = "".join(f", sum(task_{k}) AS task_{k}" for k in range(n_tasks))
+def _item_sql(day: dt.date, items_file: Path, tasks: list[TaskSpec]) -> str:
+    # One aggregate per item straight from the events (items have no per-day feature such as
+    # users' sessions, so no per-day step); reach, a distinct count over 7 days, is its own.
+    windowed = {"impressions": "count(*)", "clicks": "sum(click)"}
     counts = ", ".join(
-        f"coalesce(sum({c}) FILTER (WHERE lag < {w}), 0) AS {c}_{w}d"
-        for c in ("impressions", "clicks")
+        f"{agg} FILTER (WHERE lag < {w}) AS {c}_{w}d"
+        for c, agg in windowed.items()
         for w in WINDOWS_DAYS
+    )
+    filled = ", ".join(
+        f"coalesce(a.{c}_{w}d, 0) AS {c}_{w}d" for c in windowed for w in WINDOWS_DAYS
     )
     task_rates = ", ".join(
         _rate(f"coalesce(a.task_{k}, 0)", f"coalesce(a.impressions_{_LONGEST}d, 0)")
-        for k in range(n_tasks)
+        for k in range(len(tasks))
     )
     return f"""
-    WITH daily AS (
-        SELECT item_id, lag, count(*) AS impressions, sum(click) AS clicks,
-               sum(long_stay) AS long_stays, sum("order") AS orders,
-               sum(CAST(stay_seconds AS DOUBLE)) AS dwell_seconds{task_sums}
-        FROM window_events GROUP BY item_id, lag
-    ),
-    agg AS (
-        SELECT item_id, {counts},
-               sum(long_stays) AS long_stays, sum(orders) AS orders,
-               sum(dwell_seconds) AS dwell_seconds
-               {"".join(f", sum(task_{k}) AS task_{k}" for k in range(n_tasks))}
-        FROM daily GROUP BY item_id
+    WITH agg AS (
+        SELECT item_id, {counts}, {_label_sums(tasks)}
+        FROM window_events GROUP BY item_id
     ),
     reach AS (
         SELECT item_id, count(DISTINCT user_id) AS users_7d
@@ -174,8 +185,7 @@ def _item_sql(day: dt.date, items_file: Path, n_tasks: int) -> str:
     )
     SELECT i.item_id,
            date_diff('day', CAST(i.created_ts AS DATE), DATE '{day}') AS age_days,
-           {", ".join(f"coalesce(a.{c}_{w}d, 0) AS {c}_{w}d"
-                      for c in ("impressions", "clicks") for w in WINDOWS_DAYS)},
+           {filled},
            coalesce(r.users_7d, 0) AS users_7d,
            {_rate("coalesce(a.clicks_7d, 0)", "coalesce(a.impressions_7d, 0)")} AS ctr_7d,
            {_rate("coalesce(a.clicks_30d, 0)", "coalesce(a.impressions_30d, 0)")} AS ctr_30d,
@@ -231,8 +241,8 @@ def build_features(home: str | Path, day: dt.date) -> BuildReport:
     try:
         con.execute("SET TimeZone = 'UTC'")  # timestamptz -> date must use the UTC day
         con.execute(_events_view(files, day, tasks))
-        users = con.sql(_user_sql(day, raw_store.users_path(home), len(tasks))).to_arrow_table()
-        items = con.sql(_item_sql(day, raw_store.items_path(home), len(tasks))).to_arrow_table()
+        users = con.sql(_user_sql(day, raw_store.users_path(home), tasks)).to_arrow_table()
+        items = con.sql(_item_sql(day, raw_store.items_path(home), tasks)).to_arrow_table()
     finally:
         con.close()
     paths = []
