@@ -12,8 +12,11 @@ import copy
 import datetime as dt
 import io
 import logging
+import os
 import string
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +73,60 @@ def render_config(home: str | Path, settings: Settings | None = None) -> Path:
 
 
 def open_store(home: str | Path, settings: Settings | None = None) -> FeatureStore:
+    """A new :class:`FeatureStore` for ``home`` (reads the config and the registry now)."""
     from feast import FeatureStore
 
     config = render_config(home, settings)
     return FeatureStore(repo_path=str(layout.REPO_DIR), fs_yaml_file=config)
+
+
+# Lookups reuse one FeatureStore per (home, online store): opening one renders the config, parses
+# the registry and connects to the online store, about 10 ms, twenty times the lookup itself.
+_SERVING: OrderedDict[tuple[str, str, str], tuple[tuple, FeatureStore]] = OrderedDict()
+_SERVING_LOCK = threading.Lock()
+_SERVING_MAX = 8  # homes kept open per process (tests use many; a server uses one)
+
+
+def _stamp(*paths: Path) -> tuple:
+    """Identity of files as they are now: a replaced or rewritten file gives another stamp."""
+    stamp = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            stamp.append(None)
+        else:
+            stamp.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(stamp)
+
+
+def serving_store(home: str | Path, settings: Settings | None = None) -> FeatureStore:
+    """The :class:`FeatureStore` that online lookups in this process share for ``home``.
+
+    Opened on first use and kept, with its registry cache (``cache_ttl_seconds``) and its online
+    store connection, so a lookup costs what Feast's read costs. It is opened again when the
+    registry file changes (``apply``/``materialize``, in this process or another) or, on SQLite,
+    when the online database file is replaced, so a lookup never reads through a stale store.
+    """
+    s = _settings_for(Path(home), settings)
+    key = (str(s.home), s.online_store, s.redis_url if s.online_store == "redis" else "")
+    feast_dir = layout.feast_dir(s.home)
+    watched = [feast_dir / "registry.db", CONFIG_TEMPLATES[s.online_store]]
+    if s.online_store == "sqlite":
+        watched.append(feast_dir / "online.db")
+    stamp = _stamp(*watched)
+    with _SERVING_LOCK:
+        cached = _SERVING.get(key)
+        if cached is not None and cached[0] == stamp:
+            _SERVING.move_to_end(key)
+            return cached[1]
+    store = open_store(s.home, s)  # read after the stamp was taken: never older than it
+    with _SERVING_LOCK:
+        _SERVING[key] = (stamp, store)
+        _SERVING.move_to_end(key)
+        while len(_SERVING) > _SERVING_MAX:
+            _SERVING.popitem(last=False)
+    return store
 
 
 def definitions_for(home: str | Path) -> list[Any]:
@@ -189,11 +242,11 @@ def get_online_features(
             f"{registry}: no feature registry in this home, so nothing was materialized yet; "
             "run `stanflow features materialize --date D` for a validated day first"
         )
-    store = open_store(home, settings)
+    store = serving_store(home, settings)
     key = f"{entity}_id"
     response = store.get_online_features(
         features=feature_refs(entity),
-        entity_rows=[{key: int(i)} for i in ids],
+        entity_rows={key: [int(i) for i in ids]},  # columnar: no dict per id
         full_feature_names=True,
     ).to_dict()
     rows = []
