@@ -61,7 +61,7 @@ def write_run_report(run: dict, result: dict, timings_s: dict | None = None) -> 
     out = home / "runs" / run_folder_name(run["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     run_dir = Path(result["run_dir"])
-    timings = {**(timings_s or {}), **component_timings(run_dir)}
+    timings = {**(timings_s or {}), **result.get("timings_s", {}), **component_timings(run_dir)}
     registry = open_registry(params["registry_uri"], str(home))
     summary = write_summary(
         run_dir,

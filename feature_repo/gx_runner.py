@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 from feature_repo import layout
@@ -147,9 +148,14 @@ def run_suite(
         asset.add_batch_definition_whole_dataframe("whole_frame")
     )
     checkpoint = _checkpoint(context, suite, batch)
-    outcome = checkpoint.run(
-        batch_parameters={"dataframe": frame}, expectation_parameters=dict(parameters or {})
-    )
+    # Under copy-on-write the full-frame copies GX's pandas engine makes per metric (e.g.
+    # ``df[df[col].notnull()]`` with no nulls copies every column) are lazy: the suite of a
+    # 450k-row training set took 6-8 s instead of 20-27 s on a busy 2-core machine. Nothing
+    # here writes into a copy, and the results are identical.
+    with pd.option_context("mode.copy_on_write", True):
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=dict(parameters or {})
+        )
     failures = []
     if results is not None:
         results.extend(outcome.run_results)
@@ -172,12 +178,29 @@ def build_docs(context, results: list) -> None:
     context.build_data_docs(resource_identifiers=results)
 
 
+def _as_tuple(values) -> tuple | None:
+    """A list cell (an ndarray from ``to_pandas``, or a list) as a tuple of plain Python values."""
+    if values is None:
+        return None
+    return tuple(values.tolist() if hasattr(values, "tolist") else values)
+
+
 def frame_with_task_rates(table: pa.Table, column: str, tasks: list[str]):
-    """``table`` as pandas plus one ``<column>.<task>`` column per task (None where missing)."""
+    """``table`` as pandas plus one ``<column>.<task>`` column per task (None where missing).
+
+    List columns are kept with each list as a tuple of the same values: GX fingerprints every
+    batch with pandas' hash, which cannot hash lists (nor arrays) and then pickles the whole frame
+    instead (6 s rather than 1 s on a 450k-row training set).
+    """
     frame = table.to_pandas()
     if column in frame.columns:
         lists = frame[column].tolist()
         for k, name in enumerate(task_rate_columns(tasks)):
             values = [v[k] if v is not None and len(v) == len(tasks) else None for v in lists]
             frame[name.replace(TASK_RATES, column)] = values
+    for field in table.schema:
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            frame[field.name] = pd.Series(
+                [_as_tuple(v) for v in frame[field.name].tolist()], index=frame.index, dtype=object
+            )
     return frame
