@@ -470,20 +470,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results/train.json"),
+        help="result JSON; the plot goes beside it as .png",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     parser.add_argument("--repeats", type=int, default=7, help="rounds over every mode")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode per round")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per mode first")
-    parser.add_argument("--modes", nargs="*", default=[m.name for m in MODES])
+    parser.add_argument(
+        "--modes",
+        nargs="*",
+        default=[m.name for m in MODES],
+        help=f"modes to time (default all: {', '.join(m.name for m in MODES)})",
+    )
     parser.add_argument("--auc-preset", default="small", help="world of the bf16 AUC check")
-    parser.add_argument("--auc-epochs", type=int, default=2)
-    parser.add_argument("--scaling-rows", type=int, default=BATCH * 40)
-    parser.add_argument("--memory-epochs", type=int, default=1)
+    parser.add_argument("--auc-epochs", type=int, default=2, help="epochs per AUC-check run")
+    parser.add_argument(
+        "--scaling-rows", type=int, default=BATCH * 40, help="rows of the 1x scaling epoch"
+    )
+    parser.add_argument(
+        "--memory-epochs", type=int, default=1, help="epochs of the peak-memory run"
+    )
     parser.add_argument("--memory-preset", default="wechat", help="world of the peak-memory run")
     parser.add_argument("--memory-bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["auc", "scaling", "memory"])
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["auc", "scaling", "memory"],
+        help="parts to leave out (the targets then cannot all be judged)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, no extras")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
