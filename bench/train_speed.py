@@ -304,29 +304,52 @@ def auc_check(preset: str, epochs: int, threads: int, seeds: tuple[int, ...] = (
     }
 
 
-def scaling(mode: Mode, base_rows: int, repeats: int = 3) -> dict:
-    """Wall time of one training epoch over 1x, 2x, 4x rows (fresh shuffled order, as train()),
-    the median of ``repeats`` epochs each."""
+def scaling(mode: Mode, base_rows: int, repeats: int = 5) -> dict:
+    """Wall time of one training epoch over 1x, 2x, 4x rows (fresh shuffled order, as train()).
+
+    The sizes run round-robin -- each round one epoch of every size, smallest first -- so a
+    slow patch of a shared machine (or a clock that drifts over minutes) hits every size alike,
+    as the throughput rounds do. Each size's figure is the median over rounds; each time ratio
+    is the median of the per-round ratios against 1x."""
     spec = bench_spec()
-    out = []
-    for mult in (1, 2, 4):
+    mults = (1, 2, 4)
+    runners = {}
+    for mult in mults:
         bundle = random_bundle(base_rows * mult, seed=mult)
-        runner = Runner(mode, spec, bundle)
-        runner.steps(3)  # warm-up
-        epochs = []
-        for _ in range(repeats):  # median of a few epochs: one slow patch does not decide
-            order = torch.randperm(len(bundle))
-            t0 = time.perf_counter()
-            for start in range(0, len(bundle), BATCH):
-                batch = bundle.batch(order[start : start + BATCH])
-                train_step(runner.model, runner.optimizer, batch, runner.autocast)
-            epochs.append(time.perf_counter() - t0)
-        out.append({"multiple": mult, "rows": len(bundle), "seconds": statistics.median(epochs)})
-    for row in out:
-        row["time_ratio"] = round(row["seconds"] / out[0]["seconds"], 3)
-        row["linear_or_better"] = row["time_ratio"] <= row["multiple"] * 1.05  # 5 % noise
-        row["seconds"] = round(row["seconds"], 3)
-    return {"mode": mode.name, "base_rows": base_rows, "points": out}
+        runners[mult] = (Runner(mode, spec, bundle), bundle)
+        runners[mult][0].steps(3)  # warm-up
+
+    def epoch(mult: int) -> float:
+        runner, bundle = runners[mult]
+        order = torch.randperm(len(bundle))
+        t0 = time.perf_counter()
+        for start in range(0, len(bundle), BATCH):
+            batch = bundle.batch(order[start : start + BATCH])
+            train_step(runner.model, runner.optimizer, batch, runner.autocast)
+        return time.perf_counter() - t0
+
+    rounds = [{m: epoch(m) for m in mults} for _ in range(repeats)]
+    out = []
+    for mult in mults:
+        seconds = [r[mult] for r in rounds]
+        ratio = statistics.median(r[mult] / r[1] for r in rounds)
+        out.append(
+            {
+                "multiple": mult,
+                "rows": base_rows * mult,
+                "seconds": round(statistics.median(seconds), 3),
+                "seconds_each_round": [round(x, 3) for x in seconds],
+                "time_ratio": round(ratio, 3),
+                "linear_or_better": ratio <= mult * 1.05,  # 5 % noise
+            }
+        )
+    return {
+        "mode": mode.name,
+        "base_rows": base_rows,
+        "method": f"{repeats} rounds, each one epoch of every size (round-robin); time_ratio = "
+        "median over rounds of the epoch time / the same round's 1x epoch time",
+        "points": out,
+    }
 
 
 def memory_child(home: str, bf16: bool, epochs: int) -> None:
