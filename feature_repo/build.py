@@ -4,22 +4,69 @@ Per user, as of the end of day D (DESIGN.md, data flow step 2): impressions, cli
 orders, sessions and dwell over 1 / 7 / 30 days; CTR, long-stay rate and CVR; tenure and recency;
 the rule-based lifecycle stage of :mod:`stan_model.lifecycle` (same rule, same medians: a test
 compares the two); and the per-task label rates STAN uses as pseudo-labels. Per item: exposure,
-clicks, reach and rates. Writing a day replaces its partition (atomic rename), never appends.
+clicks, reach and rates. Writing a day replaces its partitions (atomic rename), never appends.
+
+**Per-raw-day rollups.** Consecutive days share 29 of their 30 window days, so the events are
+aggregated once per raw day and the result kept under ``features/_rollups/`` (layout.py):
+
+* ``user_day``: per user, impressions, distinct sessions and every per-event sum (clicks, long
+  stays, orders, dwell, one per task label: :func:`_label_sums`);
+* ``item_day``: per item, impressions and the same sums;
+* ``item_user_day``: the day's distinct (item_id, user_id) pairs;
+* ``item_reach_day``: per item of day d, ``first_k`` = its users of d not seen with it on days
+  d-k .. d-1 (k = 0 .. 6), computed from the ``item_user_day`` rollups of d-6 .. d.
+
+Day D's features are then computed from the rollups of its window (at most 30 small tables)
+instead of its raw events, with the same results: window sums are sums of daily sums; sessions
+were already counted per day and summed; recency reads the days with impressions / clicks; and
+the 7-day reach counts each (item, user) pair of D-6 .. D once, on the first of those days it
+occurs: day D-lag contributes ``first_{6-lag}``, exactly the distinct count.
+
+**Staleness.** Each rollup records, in its Parquet metadata, what it was computed from: the raw
+partition's size, mtime_ns, ctime_ns and inode, a SHA-256 of its Parquet footer (row groups,
+column sizes and statistics) — for ``item_reach_day``, those of each of its 7 raw days — the
+world's task list and :data:`ROLLUP_VERSION`. The build fingerprints every raw partition of the
+window and recomputes a rollup whose record differs (a day rewritten by the simulator or
+``stanflow load``, other tasks, another rollup format), that is missing or that cannot be read;
+the rollup of a raw day that is gone is never read. Rollups are
+written atomically (unique temp file, then rename), so concurrent builds sharing a raw day at
+worst both compute it. Deleting ``features/_rollups`` only costs the next build the time to
+recompute.
+
+**Failures lose nothing.** Both tables are computed and cast before anything is written, then
+written to staged files next to their partitions, and only once both are written renamed into
+place (one rename each, back to back): bad input (an unreadable raw day, a schema the SQL cannot
+use) leaves the day's feature partitions as they were.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
+import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from feature_repo.contract import table_schema
 from feature_repo.definitions import USER_COUNTS, USER_RATES, WINDOWS_DAYS
-from feature_repo.layout import ITEM_TABLE, USER_TABLE, feature_partition
+from feature_repo.layout import (
+    ITEM_DAY_ROLLUP,
+    ITEM_REACH_DAY_ROLLUP,
+    ITEM_TABLE,
+    ITEM_USER_DAY_ROLLUP,
+    USER_DAY_ROLLUP,
+    USER_TABLE,
+    feature_partition,
+    rollup_partition,
+)
 from stan_model.data import raw_store
 from stan_model.lifecycle import NEW, NEW_USER_DAYS, WINDOW_DAYS
 from stan_model.schema import DEFAULT_TASKS, LIFECYCLE_STAGES, TaskSpec
@@ -32,6 +79,12 @@ LONG_STAY_SECONDS = next(t.threshold for t in DEFAULT_TASKS if t.name == "stay")
 UNSCORED = "unscored"
 _LONGEST = max(WINDOWS_DAYS)
 assert _LONGEST == WINDOW_DAYS, "the lifecycle rule reads the longest feature window"
+REACH_DAYS = 7  # items' users_7d: the only distinct count over several days
+
+# Bump when a rollup's columns or meaning change: every stored rollup is then recomputed.
+ROLLUP_VERSION = 1
+_RECORD_KEY = b"stanflow.rollup"  # Parquet key-value metadata: what the rollup was computed from
+_RAW_COLUMNS = ("user_id", "item_id", "session_id", "click", "order", "stay_seconds")
 
 
 @dataclass(frozen=True)
@@ -42,6 +95,8 @@ class BuildReport:
     raw_days: int  # event partitions read (the 30-day window, clipped to the data)
     seconds: float
     paths: tuple[Path, Path]
+    rollup_days_computed: int = 0  # raw days aggregated from their events in this build
+    rollup_days_reused: int = 0  # raw days whose stored rollups were all current
 
 
 def _path_sql(path: Path) -> str:
@@ -63,22 +118,6 @@ def _rate(num: str, den: str) -> str:
     return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / {den} ELSE 0.0 END"
 
 
-def _events_view(files: list[Path], day: dt.date, tasks: list[TaskSpec]) -> str:
-    """Window events with ``lag`` = days before D (0 = D) taken from each file's dt= folder.
-
-    A view, not a table: each aggregate streams only the columns it reads (reach, only the
-    partitions of its 7 days), and the memory used does not grow with the window.
-    """
-    paths = ", ".join(_path_sql(p) for p in files)
-    base = ("user_id", "item_id", "session_id", "click", "order", "stay_seconds")
-    columns = ", ".join(f'"{c}"' for c in dict.fromkeys([*base, *(t.column for t in tasks)]))
-    return f"""
-        CREATE OR REPLACE TEMP VIEW window_events AS
-        SELECT {columns}, CAST(date_diff('day', dt, DATE '{day}') AS INTEGER) AS lag
-        FROM read_parquet([{paths}], hive_partitioning = true, hive_types = {{'dt': DATE}})
-    """
-
-
 def _label_sums(tasks: list[TaskSpec]) -> str:
     """The per-event sums both entities take: clicks, long stays, orders, dwell, task labels."""
     task_sums = "".join(f", sum({_label_sql(t)}) AS task_{k}" for k, t in enumerate(tasks))
@@ -88,15 +127,28 @@ def _label_sums(tasks: list[TaskSpec]) -> str:
     )
 
 
+def _task_source(k: int, task: TaskSpec) -> str:
+    """The rollup column to sum for task ``k``: a base sum when the label is the same expression
+    (``ctr``: clicks, ``stay``: long stays, ``cvr``: orders), so the window sums it once."""
+    same = {'"click"': "clicks", _LONG_STAY_SQL: "long_stays", '"order"': "orders"}
+    return same.get(_label_sql(task), f"task_{k}")
+
+
+def _window_sum(column: str, window: int) -> str:
+    """A window's sum over rollup rows (every row is within the longest window: no filter)."""
+    where = f" FILTER (WHERE lag < {window})" if window < _LONGEST else ""
+    return f"sum({column}){where}"
+
+
 def _user_sql(day: dt.date, users_file: Path, tasks: list[TaskSpec]) -> str:
     n_tasks = len(tasks)
-    # (name, window, zero): every windowed sum, and the value a user without events gets.
+    # (name, column, window, zero): every windowed sum, and the value a user without events gets.
     sums = [(f"{c}_{w}d", c, w, "0") for w in WINDOWS_DAYS for c in USER_COUNTS]
     sums += [(f"dwell_seconds_{w}d", "dwell_seconds", w, "0.0") for w in WINDOWS_DAYS]
-    sums += [(f"task_{k}_{_LONGEST}d", f"task_{k}", _LONGEST, "0") for k in range(n_tasks)]
-    windowed = ", ".join(
-        f"sum({col}) FILTER (WHERE lag < {w}) AS {name}" for name, col, w, _ in sums
-    )
+    sums += [
+        (f"task_{k}_{_LONGEST}d", _task_source(k, t), _LONGEST, "0") for k, t in enumerate(tasks)
+    ]
+    windowed = ", ".join(f"{_window_sum(col, w)} AS {name}" for name, col, w, _ in sums)
     filled = ", ".join(f"coalesce(w.{name}, {zero}) AS {name}" for name, _, _, zero in sums)
     rates = ", ".join(
         f"{_rate(f'{num}_{w}d', f'impressions_{w}d')} AS {rate}_{w}d"
@@ -109,16 +161,11 @@ def _user_sql(day: dt.date, users_file: Path, tasks: list[TaskSpec]) -> str:
     stage_names = "".join(f" WHEN {i} THEN '{s}'" for i, s in enumerate(LIFECYCLE_STAGES))
     end_of_day = f"TIMESTAMPTZ '{day + dt.timedelta(days=1)} 00:00:00+00'"
     return f"""
-    WITH daily AS (  -- one row per user and day: the only pass over the events
-        SELECT user_id, lag, count(*) AS impressions,
-               count(DISTINCT session_id) AS sessions, {_label_sums(tasks)}
-        FROM window_events GROUP BY user_id, lag
-    ),
-    windows AS (
+    WITH windows AS (  -- user_days: one row per user and day of the window (the user_day rollups)
         SELECT user_id, {windowed},
                min(lag) AS last_impression_lag,
                min(lag) FILTER (WHERE clicks > 0) AS last_click_lag
-        FROM daily GROUP BY user_id
+        FROM user_days GROUP BY user_id
     ),
     known AS (  -- every user signed up by the end of D, with or without impressions
         SELECT user_id, date_diff('day', CAST(signup_ts AS DATE), DATE '{day}') AS tenure_days
@@ -159,13 +206,17 @@ def _user_sql(day: dt.date, users_file: Path, tasks: list[TaskSpec]) -> str:
 
 
 def _item_sql(day: dt.date, items_file: Path, tasks: list[TaskSpec]) -> str:
-    # One aggregate per item straight from the events (items have no per-day feature such as
-    # users' sessions, so no per-day step); reach, a distinct count over 7 days, is its own.
-    windowed = {"impressions": "count(*)", "clicks": "sum(click)"}
-    counts = ", ".join(
-        f"{agg} FILTER (WHERE lag < {w}) AS {c}_{w}d"
-        for c, agg in windowed.items()
-        for w in WINDOWS_DAYS
+    # item_days: one row per item and day of the window (the item_day rollups); item_reach_days:
+    # per item and day of the last 7, the users first seen with the item within those 7 days.
+    windowed = ("impressions", "clicks")
+    counts = ", ".join(f"{_window_sum(c, w)} AS {c}_{w}d" for c in windowed for w in WINDOWS_DAYS)
+    # Over the whole window: what _label_sums gives per day, summed.
+    totals = ", ".join(
+        f"{_window_sum(c, _LONGEST)} AS {name}"
+        for name, c in [
+            *((c, c) for c in ("long_stays", "orders", "dwell_seconds")),
+            *((f"task_{k}", _task_source(k, t)) for k, t in enumerate(tasks)),
+        ]
     )
     filled = ", ".join(
         f"coalesce(a.{c}_{w}d, 0) AS {c}_{w}d" for c in windowed for w in WINDOWS_DAYS
@@ -176,12 +227,11 @@ def _item_sql(day: dt.date, items_file: Path, tasks: list[TaskSpec]) -> str:
     )
     return f"""
     WITH agg AS (
-        SELECT item_id, {counts}, {_label_sums(tasks)}
-        FROM window_events GROUP BY item_id
+        SELECT item_id, {counts}, {totals}
+        FROM item_days GROUP BY item_id
     ),
-    reach AS (
-        SELECT item_id, count(DISTINCT user_id) AS users_7d
-        FROM window_events WHERE lag < 7 GROUP BY item_id
+    reach AS (  -- each (item, user) pair of the 7 days counted on the first day it occurs
+        SELECT item_id, sum(first_seen) AS users_7d FROM item_reach_days GROUP BY item_id
     )
     SELECT i.item_id,
            date_diff('day', CAST(i.created_ts AS DATE), DATE '{day}') AS age_days,
@@ -217,8 +267,282 @@ def _finish(result: pa.Table, table: str, day: dt.date) -> pa.Table:
     return result.select(schema.names).cast(schema)
 
 
+# -- rollups -------------------------------------------------------------------------------------
+def _rollup_sql(rollup: str, tasks: list[TaskSpec]) -> str:
+    """One raw day (the ``raw_day`` relation) aggregated into ``rollup`` (rows in no set order)."""
+    if rollup == USER_DAY_ROLLUP:
+        return f"""
+            SELECT user_id, count(*) AS impressions, count(DISTINCT session_id) AS sessions,
+                   {_label_sums(tasks)}
+            FROM raw_day GROUP BY user_id"""
+    if rollup == ITEM_DAY_ROLLUP:
+        return f"""
+            SELECT item_id, count(*) AS impressions, {_label_sums(tasks)}
+            FROM raw_day GROUP BY item_id"""
+    assert rollup == ITEM_USER_DAY_ROLLUP, rollup
+    return "SELECT DISTINCT item_id, user_id FROM raw_day"
+
+
+def _integral(table: pa.Table) -> pa.Table:
+    """DuckDB's integer sums (HUGEINT, decimal128(38, 0) in Arrow) as int64; overflow raises."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type) and field.type.scale == 0:
+            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
+    return table
+
+
+def _raw_fingerprint(f) -> dict:
+    """What identifies the raw partition open as ``f``: its stat and a SHA-256 of its Parquet
+    footer (every row group's column sizes and statistics), read from that same open file."""
+    st = os.fstat(f.fileno())
+    size = st.st_size
+    f.seek(max(size - 8, 0))
+    tail = f.read(8)
+    footer = int.from_bytes(tail[:4], "little") if tail[4:] == b"PAR1" else 0
+    span = min(size, footer + 8 if footer else 4096)  # not Parquet: its last bytes
+    f.seek(size - span)
+    return {
+        "size": size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "footer_sha256": hashlib.sha256(f.read(span)).hexdigest(),
+    }
+
+
+def _read_raw(path: Path, columns: list[str]) -> tuple[pa.Table, dict]:
+    """A raw partition's columns and the fingerprint of exactly the bytes they were read from."""
+    with open(path, "rb") as f:
+        fingerprint = _raw_fingerprint(f)
+        f.seek(0)
+        data = f.read()
+        if _raw_fingerprint(f) != fingerprint:  # written in place while being read
+            raise RuntimeError(f"{path} changed while it was read; build the day again")
+    return pq.read_table(pa.BufferReader(data), columns=columns), fingerprint
+
+
+def _record(rollup: str, day: dt.date, raw: dict, tasks: list[TaskSpec]) -> bytes:
+    """Everything a rollup depends on; a stored rollup is used only if its record equals this."""
+    return json.dumps(
+        {
+            "version": ROLLUP_VERSION,
+            "rollup": rollup,
+            "day": day.isoformat(),
+            "raw": raw,
+            "tasks": [[t.name, t.column, t.threshold] for t in tasks],
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _load_rollup(path: Path, record: bytes) -> pa.Table | None:
+    """The stored rollup at ``path`` if it was computed from what ``record`` describes."""
+    try:
+        table = pq.ParquetFile(path).read()
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:  # a torn or foreign file: recompute it
+        log.warning("rollup %s unreadable (%s); recomputing it", path, exc)
+        return None
+    if (table.schema.metadata or {}).get(_RECORD_KEY) != record:
+        return None
+    return table.replace_schema_metadata(None)
+
+
+def _write_replacing(items: list[tuple[pa.Table, Path]]) -> None:
+    """Write every table to a unique staged file beside its path, then rename them all into place:
+    nothing is replaced unless every table was written; concurrent writers never share a file."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for table, path in items:
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.staged")
+            staged.append((tmp, path))
+            raw_store.write_parquet(table, tmp)  # the raw store's writer options and temp file
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(f".{tmp.name}.tmp").unlink(missing_ok=True)
+
+
+def _reach_sql(has_earlier: bool) -> str:
+    """Per item of day d (``pairs``: its distinct (item, user) pairs), ``first_k`` = the users not
+    seen with the item on days d-k .. d-1 (``earlier``: the pairs of those of d-6 .. d-1 that
+    exist, with ``gap`` = days before d), k = 0 .. 6; ``first_0`` = all the day's users."""
+    firsts = ", ".join(
+        f"count(*) FILTER (WHERE s.gap IS NULL OR s.gap > {k}) AS first_{k}"
+        for k in range(REACH_DAYS)
+    )
+    if not has_earlier:
+        return f"""
+            SELECT c.item_id, {firsts} FROM pairs c, (SELECT CAST(NULL AS INTEGER) AS gap) s
+            GROUP BY c.item_id"""
+    return f"""
+        WITH seen AS (  -- pairs of d also seen on an earlier day: the latest such day's gap
+            SELECT c.item_id, c.user_id, min(e.gap) AS gap
+            FROM pairs c JOIN earlier e USING (item_id, user_id) GROUP BY ALL
+        )
+        SELECT c.item_id, {firsts}
+        FROM pairs c LEFT JOIN seen s USING (item_id, user_id)
+        GROUP BY c.item_id"""
+
+
+def _with_lag(table: pa.Table, lag: int, name: str = "lag") -> pa.Table:
+    return table.append_column(name, pa.array(np.full(table.num_rows, lag, np.int32)))
+
+
+class _Rollups:
+    """The rollups one build reads: each loaded if its stored record is current, else computed
+    (from the raw partition, read once per day whatever rollups of it are missing) and stored."""
+
+    def __init__(self, con, home: Path, tasks: list[TaskSpec]):
+        self.con, self.home, self.tasks = con, home, tasks
+        self.columns = list(dict.fromkeys([*_RAW_COLUMNS, *(t.column for t in tasks)]))
+        self.fingerprints: dict[dt.date, dict | None] = {}
+        self.tables: dict[tuple[str, dt.date], pa.Table] = {}
+        self.computed: set[dt.date] = set()  # raw days read (their events aggregated)
+
+    def fingerprint(self, day: dt.date) -> dict | None:
+        """The raw partition's fingerprint; None when the day has none."""
+        if day not in self.fingerprints:
+            try:
+                with open(raw_store.events_partition(self.home, day), "rb") as f:
+                    self.fingerprints[day] = _raw_fingerprint(f)
+            except FileNotFoundError:
+                self.fingerprints[day] = None
+        return self.fingerprints[day]
+
+    def _load(self, rollup: str, day: dt.date, raw: dict) -> pa.Table | None:
+        table = _load_rollup(
+            rollup_partition(self.home, rollup, day), _record(rollup, day, raw, self.tasks)
+        )
+        if table is not None:
+            self.tables[rollup, day] = table
+        return table
+
+    def _store(self, rollups: dict[str, pa.Table], day: dt.date, raw: dict) -> None:
+        _write_replacing(
+            [
+                (
+                    table.replace_schema_metadata(
+                        {_RECORD_KEY: _record(rollup, day, raw, self.tasks)}
+                    ),
+                    rollup_partition(self.home, rollup, day),
+                )
+                for rollup, table in rollups.items()
+            ]
+        )
+        for rollup, table in rollups.items():
+            self.tables[rollup, day] = table
+
+    def ensure(self, day: dt.date, rollups: list[str]) -> None:
+        """Make the single-day ``rollups`` of raw day ``day`` (which exists) current; the raw
+        partition is read once for all of them, and only if one is missing or stale."""
+        fingerprint = self.fingerprint(day)
+        missing = [
+            r
+            for r in rollups
+            if (r, day) not in self.tables and self._load(r, day, fingerprint) is None
+        ]
+        if not missing:
+            return
+        path = raw_store.events_partition(self.home, day)
+        raw, read = _read_raw(path, self.columns)
+        if read != fingerprint:  # rollups of it already read this build would not match
+            raise RuntimeError(f"{path} was replaced during the build; build the day again")
+        self.con.register("raw_day", raw)
+        try:
+            fresh = {
+                r: _integral(self.con.sql(_rollup_sql(r, self.tasks)).to_arrow_table())
+                for r in missing
+            }
+        finally:
+            self.con.unregister("raw_day")
+        self._store(fresh, day, read)
+        self.computed.add(day)
+
+    def reach_sources(self, day: dt.date) -> list[dt.date]:
+        """The raw days an item_reach_day rollup of ``day`` is computed from: it and the 6 before,
+        those that exist."""
+        back = (day - dt.timedelta(days=g) for g in range(REACH_DAYS))
+        return [d for d in back if self.fingerprint(d) is not None]
+
+    def _reach_record_raw(self, day: dt.date) -> dict:
+        return {d.isoformat(): self.fingerprint(d) for d in self.reach_sources(day)}
+
+    def missing_reach(self, days: list[dt.date]) -> list[dt.date]:
+        """Of ``days``, those whose item_reach_day rollup is not current (the others loaded)."""
+        return [
+            d
+            for d in days
+            if self._load(ITEM_REACH_DAY_ROLLUP, d, self._reach_record_raw(d)) is None
+        ]
+
+    def compute_reach(self, day: dt.date) -> None:
+        """Compute and store day ``day``'s item_reach_day rollup from the pair rollups of its
+        source days (made current before)."""
+        earlier = [
+            _with_lag(self.tables[ITEM_USER_DAY_ROLLUP, d], (day - d).days, "gap")
+            for d in self.reach_sources(day)
+            if d != day
+        ]
+        self.con.register("pairs", self.tables[ITEM_USER_DAY_ROLLUP, day])
+        if earlier:
+            self.con.register("earlier", pa.concat_tables(earlier))
+        try:
+            reach = self.con.sql(_reach_sql(bool(earlier))).to_arrow_table()
+        finally:
+            self.con.unregister("pairs")
+            if earlier:
+                self.con.unregister("earlier")
+        self._store({ITEM_REACH_DAY_ROLLUP: reach}, day, self._reach_record_raw(day))
+
+
+def _window_rollups(
+    con, home: Path, window: list[tuple[int, dt.date]], tasks: list[TaskSpec]
+) -> tuple[dict[str, pa.Table], int, int]:
+    """The rollups of the window's raw days as the relations the feature SQL reads
+    (``user_days``, ``item_days``, ``item_reach_days``), and how many raw days' events were read
+    in this build / how many window days were served entirely by stored rollups."""
+    rollups = _Rollups(con, home, tasks)
+    missing_reach = rollups.missing_reach([d for lag, d in window if lag < REACH_DAYS])
+    wanted = {d: [USER_DAY_ROLLUP, ITEM_DAY_ROLLUP] for _, d in window}
+    for day in missing_reach:
+        for source in rollups.reach_sources(day):  # within the window: at most 12 days back
+            if ITEM_USER_DAY_ROLLUP not in wanted[source]:
+                wanted[source].append(ITEM_USER_DAY_ROLLUP)
+    for day, needed in wanted.items():
+        rollups.ensure(day, needed)
+    for day in missing_reach:
+        rollups.compute_reach(day)
+    relations = {
+        "user_days": pa.concat_tables(
+            _with_lag(rollups.tables[USER_DAY_ROLLUP, d], lag) for lag, d in window
+        ),
+        "item_days": pa.concat_tables(
+            _with_lag(rollups.tables[ITEM_DAY_ROLLUP, d], lag) for lag, d in window
+        ),
+        # Day D - lag's users first seen within D - 6 .. D: those not seen on its 6 - lag days
+        # before (the pairs of D - 6 .. D, each counted once).
+        "item_reach_days": pa.concat_tables(
+            rollups.tables[ITEM_REACH_DAY_ROLLUP, d]
+            .select(["item_id", f"first_{REACH_DAYS - 1 - lag}"])
+            .rename_columns(["item_id", "first_seen"])
+            for lag, d in window
+            if lag < REACH_DAYS
+        ),
+    }
+    computed = len(rollups.computed)
+    return relations, computed, sum(1 for _, d in window if d not in rollups.computed)
+
+
 def build_features(home: str | Path, day: dt.date) -> BuildReport:
-    """Compute day ``day``'s user and item features and write (replace) their partitions."""
+    """Compute day ``day``'s user and item features and write (replace) their partitions.
+
+    Reads the rollups of the 30-day window's raw days, computing (and storing) those missing or
+    stale first; see the module docstring.
+    """
     import duckdb
 
     home = Path(home)
@@ -230,40 +554,47 @@ def build_features(home: str | Path, day: dt.date) -> BuildReport:
             f"{today}: no raw events for {day}. Simulate or load the world first "
             "(`stanflow simulate`), or pick a day that `stanflow world` lists."
         )
-    window = [day - dt.timedelta(days=lag) for lag in range(_LONGEST)]
-    files = [
-        raw_store.events_partition(home, d)
-        for d in window
+    window = [
+        (lag, d)
+        for lag, d in ((lag, day - dt.timedelta(days=lag)) for lag in range(_LONGEST))
         if raw_store.events_partition(home, d).exists()
     ]
     tasks = list(manifest.tasks)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")  # timestamptz -> date must use the UTC day
-        con.execute(_events_view(files, day, tasks))
+        relations, computed, reused = _window_rollups(con, home, window, tasks)
+        for name, table in relations.items():
+            con.register(name, table)
         users = con.sql(_user_sql(day, raw_store.users_path(home), tasks)).to_arrow_table()
         items = con.sql(_item_sql(day, raw_store.items_path(home), tasks)).to_arrow_table()
     finally:
         con.close()
-    paths = []
-    for table, result in ((USER_TABLE, users), (ITEM_TABLE, items)):
-        path = feature_partition(home, table, day)
-        raw_store.write_parquet(_finish(result, table, day), path)
-        paths.append(path)
+    # Both tables cast before either is written, and written together: a failure keeps the day.
+    written = [
+        (_finish(result, table, day), feature_partition(home, table, day))
+        for table, result in ((USER_TABLE, users), (ITEM_TABLE, items))
+    ]
+    _write_replacing(written)
     report = BuildReport(
         day=day,
         users=users.num_rows,
         items=items.num_rows,
-        raw_days=len(files),
+        raw_days=len(window),
         seconds=time.perf_counter() - t0,
-        paths=(paths[0], paths[1]),
+        paths=(written[0][1], written[1][1]),
+        rollup_days_computed=computed,
+        rollup_days_reused=reused,
     )
     log.info(
-        "features %s: %d users, %d items from %d raw day(s) in %.2f s",
+        "features %s: %d users, %d items from %d raw day(s) (rollups: %d computed, %d reused) "
+        "in %.2f s",
         day,
         report.users,
         report.items,
         report.raw_days,
+        report.rollup_days_computed,
+        report.rollup_days_reused,
         report.seconds,
     )
     return report

@@ -5,6 +5,11 @@
     features/user_features/dt=YYYY-MM-DD/part-0.parquet   one row per user known at the end of D
     features/item_features/dt=YYYY-MM-DD/part-0.parquet   one row per item known at the end of D
     features/_validation/dt=YYYY-MM-DD.json               the last validation of day D
+    features/_rollups/<rollup>/dt=YYYY-MM-DD/part-0.parquet
+                                                          the build's cache of raw day D aggregated
+                                                          (build.py): user_day, item_day,
+                                                          item_user_day, item_reach_day, each
+                                                          recording the raw partitions it came from
     feast/feature_store.yaml                              the rendered Feast config this home uses
     feast/registry.db, feast/online.db                    Feast registry and SQLite online store
     gx/                                                   Great Expectations project; Data Docs in
@@ -22,6 +27,14 @@ PART_FILE = "part-0.parquet"
 USER_TABLE = "user_features"
 ITEM_TABLE = "item_features"
 FEATURE_TABLES = (USER_TABLE, ITEM_TABLE)
+# The build's per-raw-day rollups (feature_repo/build.py): per (user, day), per (item, day), the
+# distinct (item, user) pairs of a day, and per (item, day) the users not seen with the item on
+# the 1..6 days before (the only rollup read from more than its own raw day: 7 of them).
+USER_DAY_ROLLUP = "user_day"
+ITEM_DAY_ROLLUP = "item_day"
+ITEM_USER_DAY_ROLLUP = "item_user_day"
+ITEM_REACH_DAY_ROLLUP = "item_reach_day"
+ROLLUPS = (USER_DAY_ROLLUP, ITEM_DAY_ROLLUP, ITEM_USER_DAY_ROLLUP, ITEM_REACH_DAY_ROLLUP)
 
 # The directory holding this file: the Feast repo (feature_store.yaml, definitions.py).
 REPO_DIR = Path(__file__).resolve().parent
@@ -50,6 +63,16 @@ def feature_days(home: Path, table: str = USER_TABLE) -> list[dt.date]:
         for p in root.iterdir()
         if p.name.startswith("dt=") and (p / PART_FILE).exists()
     )
+
+
+def rollups_root(home: Path) -> Path:
+    """Every rollup of the build; deleting it only costs the next build the time to recompute."""
+    return features_root(home) / "_rollups"
+
+
+def rollup_partition(home: Path, rollup: str, day: dt.date) -> Path:
+    """The rollup ``rollup`` (one of ``ROLLUPS``) of raw day ``day``."""
+    return rollups_root(home) / rollup / f"dt={day.isoformat()}" / PART_FILE
 
 
 def validation_record(home: Path, day: dt.date) -> Path:

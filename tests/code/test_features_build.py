@@ -270,3 +270,106 @@ def test_importing_the_feature_code_does_no_io(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert not any(tmp_path.iterdir())  # no home, no Feast or GX folders, nothing
+
+
+# -- per-raw-day rollups: reused when current, recomputed when the raw day changes ---------------
+
+def _tables(home: Path, day: dt.date) -> dict[str, pa.Table]:
+    return {t: pq.read_table(layout.feature_partition(home, t, day)) for t in layout.FEATURE_TABLES}
+
+
+def test_rollups_are_reused_and_equal_a_build_from_scratch(tiny_world, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_world, home)
+    days = raw_store.partition_days(home)
+    reports = [build_features(home, day) for day in days]
+    # A backfill aggregates each raw day once: later days reuse the earlier days' rollups.
+    assert [r.rollup_days_computed for r in reports] == [1] * len(days)
+    assert [r.rollup_days_reused for r in reports] == list(range(len(days)))
+    for rollup in layout.ROLLUPS:
+        assert layout.rollup_partition(home, rollup, days[-1]).exists(), rollup
+    incremental = _tables(home, days[-1])
+    again = build_features(home, days[-1])
+    assert (again.rollup_days_computed, again.rollup_days_reused) == (0, len(days))
+    shutil.rmtree(layout.rollups_root(home))
+    scratch = build_features(home, days[-1])
+    assert scratch.rollup_days_computed == len(days)
+    for table, built_incrementally in incremental.items():
+        assert _tables(home, days[-1])[table].equals(built_incrementally), table
+
+
+def _rewritten(events: pa.Table) -> pa.Table:
+    """The same events with every impression given to user 0 and every label set: other data,
+    a file of about the same size."""
+    n = events.num_rows
+    columns = {name: events[name] for name in events.column_names}
+    columns["user_id"] = pa.array(np.zeros(n, np.int64))
+    columns["click"] = pa.array(np.ones(n, np.int8))
+    columns["order"] = pa.array(np.ones(n, np.int8))
+    return pa.table(columns, schema=events.schema)
+
+
+def test_a_rewritten_raw_day_invalidates_its_rollups(tiny_world, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_world, home)
+    days = raw_store.partition_days(home)
+    for day in days:
+        build_features(home, day)
+    changed = days[-3]  # inside every window of the last 3 days, and of their 7-day reach
+    path = raw_store.events_partition(home, changed)
+    stat = path.stat()
+    raw_store.write_parquet(_rewritten(pq.read_table(path)), path)  # as the simulator / load do
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old mtime
+    report = build_features(home, days[-1])
+    assert report.rollup_days_computed == 1 and report.rollup_days_reused == len(days) - 1
+    stale = _tables(home, days[-1])
+    # What a build that never saw the old data gives:
+    fresh = tmp_path / "fresh"
+    shutil.copytree(home, fresh, ignore=shutil.ignore_patterns("features"))
+    build_features(fresh, days[-1])
+    for table, expected in _tables(fresh, days[-1]).items():
+        assert stale[table].equals(expected), table
+    users = stale[layout.USER_TABLE].to_pandas().set_index("user_id")
+    assert users.loc[0, "orders_30d"] >= pq.read_metadata(path).num_rows
+    items = stale[layout.ITEM_TABLE].to_pandas()
+    assert items["users_7d"].max() >= 1  # the reach rollups of the days after it were redone too
+    for day in days[-2:]:
+        again = build_features(home, day)
+        assert again.rollup_days_computed == 0
+    fresh_days = [build_features(fresh, d) for d in days[-2:]]
+    for day, _ in zip(days[-2:], fresh_days, strict=True):
+        for table, expected in _tables(fresh, day).items():
+            assert _tables(home, day)[table].equals(expected), (day, table)
+
+
+def test_other_tasks_recompute_the_rollups(tiny_world, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_world, home)
+    day = raw_store.partition_days(home)[4]
+    build_features(home, day)
+    manifest = raw_store.read_manifest(home)
+    manifest.tasks = [TaskSpec("glance", "stay_seconds", threshold=5.0)]
+    raw_store.write_manifest(home, manifest)
+    report = build_features(home, day)
+    assert report.rollup_days_computed == report.raw_days == 5
+    rates = _tables(home, day)[layout.USER_TABLE]["task_rates_30d"]
+    assert {len(r.as_py()) for r in rates} == {1}
+
+
+def test_bad_raw_input_leaves_the_feature_partitions_as_they_were(tiny_world, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_world, home)
+    days = raw_store.partition_days(home)
+    for day in days:
+        build_features(home, day)
+    before = {
+        t: layout.feature_partition(home, t, days[-1]).read_bytes() for t in layout.FEATURE_TABLES
+    }
+    broken = raw_store.events_partition(home, days[-2])
+    broken.write_bytes(b"not parquet at all" * 100)
+    with pytest.raises(Exception):  # noqa: B017 (pyarrow's error for a file that is not Parquet)
+        build_features(home, days[-1])
+    for table, content in before.items():
+        folder = layout.feature_partition(home, table, days[-1]).parent
+        assert layout.feature_partition(home, table, days[-1]).read_bytes() == content, table
+        assert sorted(p.name for p in folder.iterdir()) == [layout.PART_FILE]  # no staged leftovers
