@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -104,14 +106,25 @@ def historical_features(
         return job.to_arrow()
 
 
+def day_strings(timestamps: pd.Series, days_before: int = 0) -> pd.Series:
+    """The UTC day ("YYYY-MM-DD") of each timestamp, ``days_before`` days earlier: formatted once
+    per distinct day, not once per row (strftime over 450k rows took 1.2 s of a training set)."""
+    codes, days = pd.factorize(timestamps.dt.floor("D"))  # NaT -> code -1
+    labels = np.append(
+        np.asarray((days - pd.Timedelta(days=days_before)).strftime("%Y-%m-%d"), dtype=object),
+        None,  # taken by code -1
+    )
+    return pd.Series(labels[codes], index=timestamps.index, dtype=object)
+
+
 def _cold_start_fill(
     table: pa.Table, view_prefixes: tuple[str, ...], n_tasks: int
 ) -> tuple[pa.Table, pa.ChunkedArray]:
     """Fill the features of rows without a previous-day row with a brand-new entity's values."""
     from feature_repo.definitions import WINDOWS_DAYS
 
-    yesterday = pc.strftime(
-        pc.subtract(table["event_timestamp"], pa.scalar(dt.timedelta(days=1))), format="%Y-%m-%d"
+    yesterday = pa.array(
+        day_strings(table["event_timestamp"].to_pandas(), days_before=1), pa.string()
     )
     marker = f"{view_prefixes[0]}__as_of_date"
     cold = pc.is_null(table[marker])
@@ -162,7 +175,7 @@ def training_set(
 
     frame = frame_with_task_rates(joined, "user_lifecycle__task_rates_30d", list(tasks))
     feature_columns = [c for c in frame.columns if "__" in c]
-    frame["event_date"] = frame["event_timestamp"].dt.strftime("%Y-%m-%d")
+    frame["event_date"] = day_strings(frame["event_timestamp"])
     day_start = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     day_last = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     context = gx_context(home)
