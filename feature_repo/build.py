@@ -10,7 +10,7 @@ clicks, reach and rates. Writing a day replaces its partitions (atomic rename), 
 aggregated once per raw day and the result kept under ``features/_rollups/`` (layout.py):
 
 * ``user_day``: per user, impressions, distinct sessions and every per-event sum (clicks, long
-  stays, orders, dwell, one per task label: :func:`_label_sums`);
+  stays, orders, dwell, and one per task label that is not one of those: :func:`_label_sums`);
 * ``item_day``: per item, impressions and the same sums;
 * ``item_user_day``: the day's distinct (item_id, user_id) pairs;
 * ``item_reach_day``: per item of day d, ``first_k`` = its users of d not seen with it on days
@@ -22,6 +22,13 @@ were already counted per day and summed; recency reads the days with impressions
 the 7-day reach counts each (item, user) pair of D-6 .. D once, on the first of those days it
 occurs: day D-lag contributes ``first_{6-lag}``, exactly the distinct count.
 
+A build with several raw days lacking current rollups (the first build, or one after
+``features/_rollups`` was deleted) computes them all in one pass on one DuckDB connection: each
+raw day read once and aggregated by its own queries back to back (one query grouping every day by
+``day`` as well was measured slower: its hash tables outgrow the caches), then every computed
+rollup written in one batch. Rollups are a cache, read back whole: written uncompressed,
+plain-encoded, without statistics (the cheapest Parquet to write and read).
+
 **Staleness.** Each rollup records, in its Parquet metadata, what it was computed from: the raw
 partition's size, mtime_ns, ctime_ns and inode, a SHA-256 of its Parquet footer (row groups,
 column sizes and statistics) — for ``item_reach_day``, those of each of its 7 raw days — the
@@ -29,7 +36,7 @@ world's task list and :data:`ROLLUP_VERSION`. The build fingerprints every raw p
 window and recomputes a rollup whose record differs (a day rewritten by the simulator or
 ``stanflow load``, other tasks, another rollup format), that is missing or that cannot be read;
 the rollup of a raw day that is gone is never read. Rollups are
-written atomically (unique temp file, then rename), so concurrent builds sharing a raw day at
+written atomically (unique staged file, then rename), so concurrent builds sharing a raw day at
 worst both compute it. Deleting ``features/_rollups`` only costs the next build the time to
 recompute.
 
@@ -82,7 +89,7 @@ assert _LONGEST == WINDOW_DAYS, "the lifecycle rule reads the longest feature wi
 REACH_DAYS = 7  # items' users_7d: the only distinct count over several days
 
 # Bump when a rollup's columns or meaning change: every stored rollup is then recomputed.
-ROLLUP_VERSION = 1
+ROLLUP_VERSION = 2  # 2: no task column that repeats a base sum; uncompressed files
 _RECORD_KEY = b"stanflow.rollup"  # Parquet key-value metadata: what the rollup was computed from
 _RAW_COLUMNS = ("user_id", "item_id", "session_id", "click", "order", "stay_seconds")
 
@@ -119,8 +126,13 @@ def _rate(num: str, den: str) -> str:
 
 
 def _label_sums(tasks: list[TaskSpec]) -> str:
-    """The per-event sums both entities take: clicks, long stays, orders, dwell, task labels."""
-    task_sums = "".join(f", sum({_label_sql(t)}) AS task_{k}" for k, t in enumerate(tasks))
+    """The per-event sums both entities take: clicks, long stays, orders, dwell, and each task
+    label that is not one of those (:func:`_task_source`: no column stored twice)."""
+    task_sums = "".join(
+        f", sum({_label_sql(t)}) AS task_{k}"
+        for k, t in enumerate(tasks)
+        if _task_source(k, t) == f"task_{k}"
+    )
     return (
         f'sum(click) AS clicks, sum({_LONG_STAY_SQL}) AS long_stays, sum("order") AS orders, '
         f"sum(CAST(stay_seconds AS DOUBLE)) AS dwell_seconds{task_sums}"
@@ -255,10 +267,12 @@ def _item_sql(day: dt.date, items_file: Path, tasks: list[TaskSpec]) -> str:
 def _finish(result: pa.Table, table: str, day: dt.date) -> pa.Table:
     """Add the day's timestamp columns and cast to the table's contract (contract.py)."""
     n = result.num_rows
-    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    result = result.append_column("as_of_date", pa.array([day.isoformat()] * n, pa.string()))
+    end_of_day = np.datetime64(day + dt.timedelta(days=1), "us")
     result = result.append_column(
-        "event_timestamp", pa.array([end_of_day] * n, pa.timestamp("us", tz="UTC"))
+        "as_of_date", pa.array([day.isoformat()], pa.string()).take(np.zeros(n, np.int32))
+    )
+    result = result.append_column(
+        "event_timestamp", pa.array(np.full(n, end_of_day), pa.timestamp("us", tz="UTC"))
     )
     schema = table_schema(table)
     missing = [f.name for f in schema if f.name not in result.column_names]
@@ -338,7 +352,7 @@ def _record(rollup: str, day: dt.date, raw: dict, tasks: list[TaskSpec]) -> byte
 def _load_rollup(path: Path, record: bytes) -> pa.Table | None:
     """The stored rollup at ``path`` if it was computed from what ``record`` describes."""
     try:
-        table = pq.ParquetFile(path).read()
+        table = pq.ParquetFile(path, memory_map=True).read()
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException) as exc:  # a torn or foreign file: recompute it
@@ -349,15 +363,33 @@ def _load_rollup(path: Path, record: bytes) -> pa.Table | None:
     return table.replace_schema_metadata(None)
 
 
-def _write_replacing(items: list[tuple[pa.Table, Path]]) -> None:
+def _write_rollup(table: pa.Table, path: Path) -> None:
+    """A rollup is a cache read back whole by the next builds: written uncompressed, plain-encoded,
+    without statistics (the cheapest Parquet to write and to read), in one row group."""
+    pq.write_table(
+        table,
+        path,
+        compression="none",
+        use_dictionary=False,
+        write_statistics=False,
+        row_group_size=max(table.num_rows, 1),
+    )
+
+
+def _write_replacing(items: list[tuple[pa.Table, Path]], rollups: bool = False) -> None:
     """Write every table to a unique staged file beside its path, then rename them all into place:
-    nothing is replaced unless every table was written; concurrent writers never share a file."""
+    nothing is replaced unless every table was written; concurrent writers never share a file.
+    Feature partitions use the raw store's writer options; ``rollups`` :func:`_write_rollup`'s."""
     staged: list[tuple[Path, Path]] = []
     try:
         for table, path in items:
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.staged")
             staged.append((tmp, path))
-            raw_store.write_parquet(table, tmp)  # the raw store's writer options and temp file
+            if rollups:
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                _write_rollup(table, tmp)
+            else:
+                raw_store.write_parquet(table, tmp)  # the raw store's writer options, temp file
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:
@@ -402,6 +434,7 @@ class _Rollups:
         self.fingerprints: dict[dt.date, dict | None] = {}
         self.tables: dict[tuple[str, dt.date], pa.Table] = {}
         self.computed: set[dt.date] = set()  # raw days read (their events aggregated)
+        self.pending: list[tuple[pa.Table, Path]] = []  # computed, to be written
 
     def fingerprint(self, day: dt.date) -> dict | None:
         """The raw partition's fingerprint; None when the day has none."""
@@ -421,46 +454,49 @@ class _Rollups:
             self.tables[rollup, day] = table
         return table
 
-    def _store(self, rollups: dict[str, pa.Table], day: dt.date, raw: dict) -> None:
-        _write_replacing(
-            [
-                (
-                    table.replace_schema_metadata(
-                        {_RECORD_KEY: _record(rollup, day, raw, self.tasks)}
-                    ),
-                    rollup_partition(self.home, rollup, day),
-                )
-                for rollup, table in rollups.items()
-            ]
-        )
+    def _keep(self, rollups: dict[str, pa.Table], day: dt.date, raw: dict) -> None:
+        """Use freshly computed rollups in this build and stage them for :meth:`write`."""
         for rollup, table in rollups.items():
             self.tables[rollup, day] = table
+            record = {_RECORD_KEY: _record(rollup, day, raw, self.tasks)}
+            self.pending.append(
+                (table.replace_schema_metadata(record), rollup_partition(self.home, rollup, day))
+            )
 
-    def ensure(self, day: dt.date, rollups: list[str]) -> None:
-        """Make the single-day ``rollups`` of raw day ``day`` (which exists) current; the raw
-        partition is read once for all of them, and only if one is missing or stale."""
-        fingerprint = self.fingerprint(day)
-        missing = [
-            r
-            for r in rollups
-            if (r, day) not in self.tables and self._load(r, day, fingerprint) is None
-        ]
-        if not missing:
-            return
-        path = raw_store.events_partition(self.home, day)
-        raw, read = _read_raw(path, self.columns)
-        if read != fingerprint:  # rollups of it already read this build would not match
-            raise RuntimeError(f"{path} was replaced during the build; build the day again")
-        self.con.register("raw_day", raw)
-        try:
-            fresh = {
-                r: _integral(self.con.sql(_rollup_sql(r, self.tasks)).to_arrow_table())
-                for r in missing
-            }
-        finally:
-            self.con.unregister("raw_day")
-        self._store(fresh, day, read)
-        self.computed.add(day)
+    def write(self) -> None:
+        """Store every rollup computed in this build: all staged, then renamed into place."""
+        _write_replacing(self.pending, rollups=True)
+        self.pending = []
+
+    def ensure(self, wanted: dict[dt.date, list[str]]) -> None:
+        """Make the single-day rollups ``wanted[day]`` of each raw day (which exists) current:
+        the stored ones are loaded if current; every day with one missing or stale is read once,
+        all such days in one pass (one connection, the day's rollups computed back to back)."""
+        todo = {}
+        for day, rollups in wanted.items():
+            fingerprint = self.fingerprint(day)
+            missing = [
+                r
+                for r in rollups
+                if (r, day) not in self.tables and self._load(r, day, fingerprint) is None
+            ]
+            if missing:
+                todo[day] = missing
+        for day, missing in todo.items():
+            path = raw_store.events_partition(self.home, day)
+            raw, read = _read_raw(path, self.columns)
+            if read != self.fingerprint(day):  # rollups of it already read would not match
+                raise RuntimeError(f"{path} was replaced during the build; build the day again")
+            self.con.register("raw_day", raw)
+            try:
+                fresh = {
+                    r: _integral(self.con.sql(_rollup_sql(r, self.tasks)).to_arrow_table())
+                    for r in missing
+                }
+            finally:
+                self.con.unregister("raw_day")
+            self._keep(fresh, day, read)
+            self.computed.add(day)
 
     def reach_sources(self, day: dt.date) -> list[dt.date]:
         """The raw days an item_reach_day rollup of ``day`` is computed from: it and the 6 before,
@@ -496,7 +532,7 @@ class _Rollups:
             self.con.unregister("pairs")
             if earlier:
                 self.con.unregister("earlier")
-        self._store({ITEM_REACH_DAY_ROLLUP: reach}, day, self._reach_record_raw(day))
+        self._keep({ITEM_REACH_DAY_ROLLUP: reach}, day, self._reach_record_raw(day))
 
 
 def _window_rollups(
@@ -512,10 +548,10 @@ def _window_rollups(
         for source in rollups.reach_sources(day):  # within the window: at most 12 days back
             if ITEM_USER_DAY_ROLLUP not in wanted[source]:
                 wanted[source].append(ITEM_USER_DAY_ROLLUP)
-    for day, needed in wanted.items():
-        rollups.ensure(day, needed)
+    rollups.ensure(wanted)
     for day in missing_reach:
         rollups.compute_reach(day)
+    rollups.write()
     relations = {
         "user_days": pa.concat_tables(
             _with_lag(rollups.tables[USER_DAY_ROLLUP, d], lag) for lag, d in window

@@ -373,3 +373,28 @@ def test_bad_raw_input_leaves_the_feature_partitions_as_they_were(tiny_world, tm
         folder = layout.feature_partition(home, table, days[-1]).parent
         assert layout.feature_partition(home, table, days[-1]).read_bytes() == content, table
         assert sorted(p.name for p in folder.iterdir()) == [layout.PART_FILE]  # no staged leftovers
+
+
+def test_a_cold_build_equals_the_backfill_and_serves_the_next_day(tiny_world, tmp_path):
+    backfilled, cold = tmp_path / "backfilled", tmp_path / "cold"
+    shutil.copytree(tiny_world, backfilled)
+    shutil.copytree(tiny_world, cold)
+    days = raw_store.partition_days(backfilled)
+    for day in days:
+        build_features(backfilled, day)
+    middle = days[len(days) // 2]
+    # Day D from no rollups: every raw day of its window aggregated in this one build ...
+    report = build_features(cold, middle)
+    assert (report.rollup_days_computed, report.rollup_days_reused) == (report.raw_days, 0)
+    for table, expected in _tables(backfilled, middle).items():
+        assert _tables(cold, middle)[table].equals(expected), table  # bit for bit
+    # ... and stored, so the next day (the daily job) aggregates only its own raw day.
+    following = days[days.index(middle) + 1]
+    nxt = build_features(cold, following)
+    assert (nxt.rollup_days_computed, nxt.rollup_days_reused) == (1, nxt.raw_days - 1)
+    for table, expected in _tables(backfilled, following).items():
+        assert _tables(cold, following)[table].equals(expected), table
+    # The rollups are a cache: written uncompressed, no task column repeating a base sum.
+    user_day = pq.ParquetFile(layout.rollup_partition(cold, layout.USER_DAY_ROLLUP, middle))
+    assert user_day.metadata.row_group(0).column(0).compression == "UNCOMPRESSED"
+    assert not [c for c in user_day.schema_arrow.names if c.startswith("task_")]
