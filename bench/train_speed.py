@@ -62,6 +62,7 @@ TARGET_VS_RECHUB = 2.0  # our PLE's best mode / rechub's PLE (fp32, as released)
 TARGET_STAN_COST = 1.3  # STAN's time per sample / our PLE's, same mode
 TARGET_PEAK_FRACTION = 0.70  # fp32 achieved matmul FLOP/s / fp32 matmul peak
 TARGET_BF16_AUC_GAP = 0.002  # bf16 allowed where test AUC stays this close to fp32
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul"}
 
 
 def bench_spec() -> FeatureSpec:
@@ -140,6 +141,36 @@ class Runner:
             self.i = (self.i + 1) % len(self.batches)
         return time.perf_counter() - t0
 
+    def step_breakdown(self, n: int = 10, repeats: int = 3) -> dict:
+        """Where a step's time goes, from ``torch.profiler`` over ``n`` steps (self time per
+        operator; the profiler's own cost inflates small operators a little, so these shares
+        are estimates): the matmul share, and the largest other operators. ``repeats``
+        profiles; the one with the median matmul share is reported."""
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]):  # the profiler's own warm-up
+            self.steps(2)
+        found = []
+        for _ in range(repeats):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                self.steps(n)
+            times = {
+                e.key: e.self_cpu_time_total
+                for e in prof.key_averages()
+                if e.key.startswith("aten::") and e.self_cpu_time_total > 0
+            }
+            total = sum(times.values())
+            matmul = sum(t for k, t in times.items() if k in MATMUL_OPS)
+            others = sorted(((t, k) for k, t in times.items() if k not in MATMUL_OPS), reverse=True)
+            found.append(
+                {
+                    "matmul_share": round(matmul / total, 4),
+                    "top_other_ops_share": {k: round(t / total, 4) for t, k in others[:8]},
+                }
+            )
+        found.sort(key=lambda b: b["matmul_share"])
+        return {**found[len(found) // 2], "matmul_share_each": [b["matmul_share"] for b in found]}
+
     def flops_per_step(self) -> int:
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -183,6 +214,7 @@ def throughput(modes: list[Mode], repeats: int, steps: int, warmup: int) -> dict
         r.steps(warmup)
         flops[name] = r.flops_per_step()
         params[name] = sum(p.numel() for p in r.model.parameters())
+    breakdown = {name: r.step_breakdown() for name, r in runners.items()}
     peak_before = {dt: matmul_peak(getattr(torch, dt), 3) for dt in ("float32", "bfloat16")}
     per_round: dict[str, list[float]] = {name: [] for name in runners}
     for _ in tqdm(range(repeats), desc="rounds (every mode each)", unit="round"):
@@ -209,6 +241,12 @@ def throughput(modes: list[Mode], repeats: int, steps: int, warmup: int) -> dict
             "achieved_gflops": round(achieved, 2),
             "matmul_peak_gflops": round(peak_gflops, 2),
             "fraction_of_peak": round(achieved / peak_gflops, 4),
+            # Profiled estimate: the share of step time in matmuls, and the fraction of peak
+            # the step would reach if everything else took no time at all.
+            "step_breakdown": breakdown[name],
+            "fraction_of_peak_if_only_matmuls": round(
+                achieved / peak_gflops / max(breakdown[name]["matmul_share"], 1e-9), 4
+            ),
         }
 
     def ratio(a: str, b: str) -> float:  # median over rounds of a's samples/s over b's
@@ -451,6 +489,8 @@ def targets(result: dict) -> dict:
         "measured": frac,
         "meets_target": frac >= TARGET_PEAK_FRACTION,
         "shortfall": round(max(0.0, TARGET_PEAK_FRACTION - frac), 4),
+        "matmul_share_of_step": modes["ple_fp32"]["step_breakdown"]["matmul_share"],
+        "fraction_if_only_matmuls": modes["ple_fp32"]["fraction_of_peak_if_only_matmuls"],
     }
     if "memory" in result:
         out["wechat_peak_memory"] = {
