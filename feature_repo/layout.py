@@ -5,7 +5,7 @@
     features/user_features/dt=YYYY-MM-DD/part-0.parquet   one row per user known at the end of D
     features/item_features/dt=YYYY-MM-DD/part-0.parquet   one row per item known at the end of D
     features/_validation/dt=YYYY-MM-DD.json               the last validation of day D
-    features/_rollups/<rollup>/dt=YYYY-MM-DD/part-0.parquet
+    features/_rollups/<rollup>/dt=YYYY-MM-DD/part-0.arrow
                                                           the build's cache of raw day D aggregated
                                                           (build.py): user_day, item_day,
                                                           item_user_day, item_reach_day, each
@@ -23,6 +23,7 @@ import datetime as dt
 from pathlib import Path
 
 PART_FILE = "part-0.parquet"
+ROLLUP_FILE = "part-0.arrow"  # Arrow IPC: a cache mapped back without copying (build.py)
 # The offline tables, named as their Feast sources are (definitions.py).
 USER_TABLE = "user_features"
 ITEM_TABLE = "item_features"
@@ -72,7 +73,7 @@ def rollups_root(home: Path) -> Path:
 
 def rollup_partition(home: Path, rollup: str, day: dt.date) -> Path:
     """The rollup ``rollup`` (one of ``ROLLUPS``) of raw day ``day``."""
-    return rollups_root(home) / rollup / f"dt={day.isoformat()}" / PART_FILE
+    return rollups_root(home) / rollup / f"dt={day.isoformat()}" / ROLLUP_FILE
 
 
 def validation_record(home: Path, day: dt.date) -> Path:
