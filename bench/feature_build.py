@@ -26,9 +26,9 @@ Simulates a world into a temporary home (not timed), then:
    build (no rollups stored: every raw day of the window aggregated and stored), each in a
    fresh Python process, as the daily job runs (timed inside it, around the build only).
    ``--repeats`` rounds, each building every size once, smallest first, so machine drift hits
-   every size alike; each size's time ratio vs 1x is the median over rounds of that round's ratio,
-   to the ratio of events in the window. The judgement (linear_or_better, linear_within_noise)
-   is on the daily job; the cold build's ratios are reported beside it.
+   every size alike; each size's time ratio vs 1x is the median over rounds of that round's
+   ratio, set next to the ratio of events in the window. The judgement (linear_or_better,
+   linear_within_noise) is on the daily job; the cold build's ratios are reported beside it.
 4. With ``--serve-last-day``, validating (Great Expectations) and materializing (Feast, SQLite)
    the last day.
 
