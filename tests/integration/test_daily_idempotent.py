@@ -36,13 +36,17 @@ def _stanflow(home: Path, *args: str) -> str:
 
 
 def offline_store(home: Path) -> dict[str, object]:
-    """SHA-256 of every feature partition file; each validation record without its time."""
+    """SHA-256 of every feature partition file; each validation record without its time. The
+    build's rollups (``features/_rollups/``) are a cache, not part of the store: their records
+    name the raw files' inodes, which differ between copies of a home."""
     root = home / "features"
     out: dict[str, object] = {}
     for p in sorted(root.rglob("*")):
         if not p.is_file():
             continue
         key = p.relative_to(root).as_posix()
+        if key.startswith("_rollups/"):
+            continue
         if key.startswith("_validation/"):  # an audit record: when it ran is not data
             record = json.loads(p.read_text().replace(str(home), "$STANFLOW_HOME"))
             record.pop("validated_at")
