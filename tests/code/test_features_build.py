@@ -309,12 +309,18 @@ def _rewritten(events: pa.Table) -> pa.Table:
     return pa.table(columns, schema=events.schema)
 
 
-def test_a_rewritten_raw_day_invalidates_its_rollups(tiny_world, tmp_path):
+def _backfilled_copy(tiny_world: Path, tmp_path: Path) -> tuple[Path, list[dt.date]]:
+    """A copy of the tiny world with every day built in order (rollups stored), and its days."""
     home = tmp_path / "home"
     shutil.copytree(tiny_world, home)
     days = raw_store.partition_days(home)
     for day in days:
         build_features(home, day)
+    return home, days
+
+
+def test_a_rewritten_raw_day_invalidates_its_rollups(tiny_world, tmp_path):
+    home, days = _backfilled_copy(tiny_world, tmp_path)
     changed = days[-3]  # inside every window of the last 3 days, and of their 7-day reach
     path = raw_store.events_partition(home, changed)
     stat = path.stat()
@@ -357,11 +363,7 @@ def test_other_tasks_recompute_the_rollups(tiny_world, tmp_path):
 
 
 def test_bad_raw_input_leaves_the_feature_partitions_as_they_were(tiny_world, tmp_path):
-    home = tmp_path / "home"
-    shutil.copytree(tiny_world, home)
-    days = raw_store.partition_days(home)
-    for day in days:
-        build_features(home, day)
+    home, days = _backfilled_copy(tiny_world, tmp_path)
     before = {
         t: layout.feature_partition(home, t, days[-1]).read_bytes() for t in layout.FEATURE_TABLES
     }
