@@ -237,12 +237,19 @@ def test_daily_dags_under_the_production_profile(production):
     assert asset_events == 1  # the features run published the asset the retrain listens to
 
     # The scheduler's LocalExecutor ran each of them, with PARALLELISM >= 2 worker processes.
-    log = Path(server.log.name).read_text(errors="replace")
+    # It logs "TaskInstance Finished" when it handles the executor's event for a task, which can
+    # come after the run already reads success: wait (a bounded while) for every task's line.
+    wanted = {(d, t) for d, _, t in expected}
+    finished_line = r"TaskInstance Finished: dag_id=(\w+), task_id=(\w+), .*?executor=([^,]+),"
+    settle = time.monotonic() + 60
+    while True:
+        log = Path(server.log.name).read_text(errors="replace")
+        finished = re.findall(finished_line, log)
+        if wanted <= {(d, t) for d, t, _ in finished} or time.monotonic() > settle:
+            break
+        time.sleep(1)
     parallelism = int(server.env["AIRFLOW__CORE__PARALLELISM"])
     assert parallelism >= 2
     assert len(set(re.findall(r"Worker starting up pid=(\d+)", log))) == parallelism, log[-4000:]
-    finished = re.findall(
-        r"TaskInstance Finished: dag_id=(\w+), task_id=(\w+), .*?executor=([^,]+),", log
-    )
-    assert {(d, t) for d, _, t in expected} == {(d, t) for d, t, _ in finished}
+    assert wanted == {(d, t) for d, t, _ in finished}
     assert {e for _, _, e in finished} == {f"LocalExecutor(parallelism={parallelism})"}
