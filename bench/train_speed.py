@@ -43,7 +43,13 @@ from machine import machine  # bench/machine.py (a script's own folder is on sys
 from stan_model.data.tensors import DenseField, FeatureSpec, SparseField, TensorBundle
 from stan_model.models.ple import PLE, PLEConfig
 from stan_model.models.stan import STAN, STANConfig
-from stan_model.training.trainer import TrainConfig, autocast_for, make_optimizer, train_step
+from stan_model.training.trainer import (
+    TrainConfig,
+    autocast_for,
+    make_optimizer,
+    train_step,
+    tune_allocator,
+)
 
 log = logging.getLogger("bench.train_speed")
 
@@ -592,6 +598,7 @@ def main() -> None:
         args.repeats, args.steps, args.warmup = 2, 2, 1
         args.skip = ["auc", "scaling", "memory"]
     modes = [m for m in MODES if m.name in args.modes]
+    tune_allocator()  # as train() does, so the steps timed here are the trainer's
     t0 = time.perf_counter()
     result = {"benchmark": "train_speed", "machine": machine(), "torch": torch.__version__}
     result["throughput"] = throughput(modes, args.repeats, args.steps, args.warmup)

@@ -13,6 +13,7 @@ safetensors and JSON: resuming never unpickles anything.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class TrainConfig:
     # torch intra-op threads for this process (0: torch's default, one per core). On a shared
     # machine 1 avoids OpenMP threads spinning against other processes (10x slowdowns seen).
     threads: int = 0
+    # Keep the step's large activations in glibc's heap instead of fresh mmap()s (see
+    # :func:`tune_allocator`): 5-10 % faster steps on CPUs. Off: glibc's defaults.
+    tune_allocator: bool = True
 
 
 @dataclass
@@ -93,6 +97,37 @@ class _RowView:
 
     def batch(self, rows: torch.Tensor | slice):
         return self.bundle.batch(self.index[rows])
+
+
+# glibc mallopt() parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 << 20  # the most glibc accepts on 64-bit
+_TRIM_THRESHOLD = 1 << 30
+
+
+def tune_allocator() -> bool:
+    """Let this process's heap keep the training step's large blocks between steps.
+
+    A step allocates and frees the same activations every time; at batch 2048 the first expert
+    layer's are 16 MiB each. glibc serves blocks that large with a fresh ``mmap()`` and unmaps
+    them when freed (or trims the heap top back to the kernel), so every step page-faults ~27k
+    fresh zero pages in again: 5-10 % of a CPU step (measured on the #8 benchmark's PLE: ~6.9k
+    faults and 74-78 ms per step before, ~60 faults and 69-74 ms after). Raising the mmap
+    threshold to its 32 MiB maximum and the trim threshold to 1 GiB keeps those blocks in the
+    heap for reuse, as jemalloc or tcmalloc (PyTorch's CPU tuning guide) would, without
+    ``LD_PRELOAD``. Blocks over 32 MiB still come from ``mmap()``; an explicit ``malloc_trim``
+    (:func:`stan_model.data.dataset.return_freed_memory`) still hands freed memory back.
+
+    Process-wide, like ``torch.set_num_threads``; :func:`train` calls it unless
+    ``TrainConfig.tune_allocator`` is off. Returns whether it applied (False off glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+            and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        )
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        return False
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -136,6 +171,8 @@ def train(
     ctx = init_distributed(device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if cfg.tune_allocator and device.type == "cpu":
+        tune_allocator()
     model.to(device)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     optimizer = make_optimizer(model, cfg)
