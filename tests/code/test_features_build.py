@@ -402,3 +402,25 @@ def test_a_cold_build_equals_the_backfill_and_serves_the_next_day(tiny_world, tm
     with pa.memory_map(str(path)) as source:
         user_day = pa.ipc.open_file(source).read_all()
     assert not [c for c in user_day.schema.names if c.startswith("task_")]
+
+
+def test_builds_in_threads_and_in_a_forked_child_share_no_connection(built):
+    """Builds share one in-memory DuckDB database per process, each on its own cursor: two
+    threads build at once, and a child forked after a build (as a forking executor would)
+    opens a database of its own instead of crashing on its parent's worker threads."""
+    import multiprocessing as mp
+    from concurrent.futures import ThreadPoolExecutor
+
+    days = raw_store.partition_days(built)[-2:]
+    before = {day: _tables(built, day) for day in days}
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda day: build_features(built, day), days))
+    for day in days:
+        for table, expected in before[day].items():
+            assert _tables(built, day)[table].equals(expected), (day, table)
+    child = mp.get_context("fork").Process(target=build_features, args=(built, days[-1]))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    for table, expected in before[days[-1]].items():
+        assert _tables(built, days[-1])[table].equals(expected), table
