@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from stan_model.models.layers import Gates, StackedLinear, StackedMLP, _PerMapLinear
+from stan_model.models.layers import (
+    Gates,
+    StackedLinear,
+    StackedMLP,
+    _PerMapLinear,
+    _SharedLinear,
+)
 
 
 def _reference(mlp: StackedMLP, j: int) -> nn.Sequential:
@@ -95,6 +101,17 @@ def test_per_map_linear_gradients_are_exact():
     b = torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_PerMapLinear.apply, (x, w, b))
     assert torch.autograd.gradcheck(lambda x, w: _PerMapLinear.apply(x, w, None), (x, w))
+
+
+def test_shared_input_linear_gradients_are_exact():
+    """One GEMM for every map on a shared input, its weight gradient computed transposed (a
+    custom autograd Function): gradcheck in float64, with and without the bias."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_SharedLinear.apply, (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: _SharedLinear.apply(x, w, None), (x, w))
 
 
 def test_per_map_linear_under_bf16_autocast_matches_plain_gemms():
