@@ -64,7 +64,14 @@ def load_checkpoint(
     for key, value in load_file(str(folder / OPTIMIZER)).items():
         index, name = key.split(".", 1)
         per_param.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    except ValueError as exc:  # another parameter set: not this model's run
+        raise ValueError(
+            f"{folder}: the checkpoint's optimizer holds another set of trainable parameters "
+            f"({exc}); it was written by another model configuration or stanflow version. "
+            "Start over with `stanflow train --fresh` or delete the folder."
+        ) from exc
     model.load_state_dict(load_file(str(folder / LAST)))
     return state["progress"]
 

@@ -227,3 +227,19 @@ def test_the_allocator_keeps_a_steps_large_blocks_in_the_heap():
         torch.empty(4 << 20).fill_(1.0)  # 16 MiB, written to, freed
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 500, faults  # each fresh mmap() would fault ~4,096 pages in
+
+
+def test_a_checkpoint_of_another_parameter_set_says_to_start_fresh(tmp_path):
+    """A checkpoint whose Adam state covers other trainable parameters (older code trained the
+    biases that BatchNorm now absorbs) is refused with what to do, not resumed half-way."""
+    from stan_model.training.checkpoint import load_checkpoint, save_checkpoint
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
+    full = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    full.step()
+    save_checkpoint(tmp_path, model, full, {"epoch": 1})
+    model[0].bias.requires_grad_(False)
+    fewer = torch.optim.Adam(p for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="--fresh"):
+        load_checkpoint(tmp_path, model, fewer)
