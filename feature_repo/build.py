@@ -433,16 +433,10 @@ def _write_replacing(items: list[tuple[pa.Table, Path]], rollups: bool = False) 
             raw_store.write_parquet(table, tmp)  # the raw store's writer options, temp file
 
     try:
-        if rollups or len(items) < 2:
-            for (table, _), (tmp, _) in zip(items, staged, strict=True):
-                write(table, tmp)
-        else:  # Parquet encoding releases the GIL: the tables are encoded side by side
-            with ThreadPoolExecutor(len(items)) as pool:
-                for done in [
-                    pool.submit(write, table, tmp)
-                    for (table, _), (tmp, _) in zip(items, staged, strict=True)
-                ]:
-                    done.result()  # every write finished (or raised) before any rename
+        # Parquet and Arrow encoding release the GIL: two tables are encoded side by side. The
+        # pool is left (every write finished or failed) before anything is renamed.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(write, [table for table, _ in items], [tmp for tmp, _ in staged]))
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:
