@@ -155,8 +155,117 @@ def task_weights(pref: torch.Tensor, history: torch.Tensor, cfg: STANConfig) -> 
     return gamma
 
 
+class _UserStateFunction(torch.autograd.Function):
+    """The whole user-state branch as one autograd node, forward and backward written out.
+
+    The same function and gradients as the plain composition of torch ops (the tests hold it,
+    in float64, to 1e-12), in fewer passes over the (B, Fu, K, E) intermediates: no autograd
+    bookkeeping per op, no ``split``/``cat`` of the q, k, v and per-task pieces, the products
+    ``s_k = U' * P_k`` written task-major straight into the state MLP's input, and no pass for
+    the task-attention bias, which a softmax over fields cancels (its gradient is exactly
+    zero). Runs in the embeddings' dtype with autocast off: under bf16 autocast the branch is
+    float32, whose small GEMMs and field softmaxes measured faster than bf16 ones on CPUs."""
+
+    @staticmethod
+    def forward(ctx, emb, dense, branch, *params):
+        ctx.set_materialize_grads(False)
+        dense_vec, dense_bias, w_qkv, w_task, _b_task, w_state, b_state, w_score, b_score = params
+        sparse_idx, dense_idx = branch.sparse_idx, branch.dense_idx
+        b, e, fs = emb.shape[0], emb.shape[2], sparse_idx.numel()
+        f, (k, _, h) = fs + dense_idx.numel(), w_state.shape
+        with torch.autocast(emb.device.type, enabled=False):
+            u = emb.new_empty(b, f, e)  # the user's fields: sparse embeddings, then dense ones
+            u[:, :fs] = emb.index_select(1, sparse_idx)
+            du = dense.index_select(1, dense_idx).to(emb.dtype)  # (B, Du)
+            torch.addcmul(dense_bias, du.unsqueeze(2), dense_vec, out=u[:, fs:])
+            qkv = torch.mm(u.view(b * f, e), w_qkv.t()).view(b, f, 3 * e)
+            q, key, v = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
+            # Scores held transposed (B, keys, queries): the softmax over keys runs over dim 1,
+            # several times faster on CPUs than over a 12-long last dim.
+            attn = torch.softmax(torch.bmm(key, q.transpose(1, 2)).mul_(branch.scale), dim=1)
+            u2 = torch.bmm(attn.transpose(1, 2), v)  # (B, F, E)
+            if branch.residual:
+                u2.add_(u)
+            w_t = w_task.transpose(0, 1).reshape(e, k * e)  # every task's W_k side by side
+            probs = torch.softmax(torch.mm(u2.view(b * f, e), w_t).view(b, f, k, e), dim=1)
+            s = emb.new_empty(b, k, f, e)  # s_k = U' * P_k, task-major
+            torch.mul(u2.unsqueeze(1), probs.permute(0, 2, 1, 3), out=s)
+            hidden = emb.new_empty(b, k * h)
+            for j in range(k):
+                out = hidden[:, j * h : (j + 1) * h]
+                torch.addmm(b_state[j, 0], s[:, j].reshape(b, f * e), w_state[j], out=out)
+            state = hidden.clamp_min_(0).view(b, k, h)
+            pref = torch.baddbmm(b_score, state.transpose(0, 1), w_score).view(k, b).t()
+        ctx.save_for_backward(u, du, qkv, attn, u2, probs, s, state, w_qkv, w_t, w_state, w_score)
+        ctx.branch, ctx.emb_shape, ctx.b_task_shape = branch, emb.shape, _b_task.shape
+        return state, pref
+
+    @staticmethod
+    def backward(ctx, g_state, g_pref):
+        u, du, qkv, attn, u2, probs, s, state, w_qkv, w_t, w_state, w_score = ctx.saved_tensors
+        branch = ctx.branch
+        (b, f, e), (k, _, h) = u.shape, w_state.shape
+        fs = branch.sparse_idx.numel()
+        with torch.autocast(u.device.type, enabled=False):
+            g_pref = u.new_zeros(b, k) if g_pref is None else g_pref.to(u.dtype)
+            g_w_score = torch.bmm(state.permute(1, 2, 0), g_pref.t().unsqueeze(2))  # (K, H, 1)
+            g_b_score = g_pref.sum(0).view(k, 1, 1)
+            gh = g_pref.unsqueeze(2) * w_score.view(1, k, h)  # (B, K, H)
+            if g_state is not None:
+                gh.add_(g_state)
+            gh = torch.ops.aten.threshold_backward(gh, state, 0)  # ReLU
+            g_b_state = gh.sum(0).view(k, 1, h)
+            g_w_state = torch.empty_like(w_state)
+            gs = u.new_empty(b, k, f, e)
+            for j in range(k):
+                torch.mm(s[:, j].reshape(b, f * e).t(), gh[:, j], out=g_w_state[j])
+                torch.mm(gh[:, j], w_state[j].t(), out=gs[:, j].view(b, f * e))
+            g_probs = u.new_empty(b, f, k, e)
+            torch.mul(gs.permute(0, 2, 1, 3), u2.unsqueeze(2), out=g_probs)
+            g_u2 = (gs * probs.permute(0, 2, 1, 3)).sum(1)  # (B, F, E)
+            g_t = torch._softmax_backward_data(g_probs, probs, 1, probs.dtype).view(b * f, k * e)
+            g_w_task = torch.mm(u2.view(b * f, e).t(), g_t).view(e, k, e).transpose(0, 1)
+            g_u2.view(b * f, e).addmm_(g_t, w_t.t())
+            q, key, v = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
+            g_v = torch.bmm(attn, g_u2)
+            g_scores = torch._softmax_backward_data(
+                torch.bmm(v, g_u2.transpose(1, 2)), attn, 1, attn.dtype
+            ).mul_(branch.scale)
+            g_qkv = torch.cat(
+                [torch.bmm(g_scores.transpose(1, 2), key), torch.bmm(g_scores, q), g_v], dim=2
+            ).view(b * f, 3 * e)
+            g_w_qkv = torch.mm(g_qkv.t(), u.view(b * f, e))
+            g_u = torch.mm(g_qkv, w_qkv).view(b, f, e)
+            if branch.residual:
+                g_u.add_(g_u2)
+            g_emb = u.new_zeros(ctx.emb_shape)
+            g_emb.index_copy_(1, branch.sparse_idx, g_u[:, :fs])
+            g_dense_u = g_u[:, fs:]  # (B, Du, E)
+            g_dense_vec = (g_dense_u * du.unsqueeze(2)).sum(0)
+            g_dense_bias = g_dense_u.sum(0)
+            g_b_task = u.new_zeros(ctx.b_task_shape)  # cancelled by the softmax over fields
+        return (
+            g_emb,
+            None,
+            None,
+            g_dense_vec,
+            g_dense_bias,
+            g_w_qkv,
+            g_w_task.contiguous(),
+            g_b_task,
+            g_w_state,
+            g_b_state,
+            g_w_score,
+            g_b_score,
+        )
+
+
 class UserStateBranch(nn.Module):
-    """User fields -> per-task state-aware embeddings e (B, K, H) and score logits (B, K)."""
+    """User fields -> per-task state-aware embeddings e (B, K, H) and score logits (B, K).
+
+    The forward is :class:`_UserStateFunction`, one autograd node; the modules below hold its
+    parameters (``qkv`` the attention's Q, K, V maps, ``task_attention`` the per-task W_k,
+    ``state`` the per-task one-layer MLPs, ``score`` the per-task score heads)."""
 
     def __init__(self, spec: FeatureSpec, embed_dim: int, hidden: int, residual: bool):
         super().__init__()
@@ -166,30 +275,29 @@ class UserStateBranch(nn.Module):
         self.dense_vec = nn.Parameter(torch.randn(len(spec.user_dense), e) * 0.05)
         self.dense_bias = nn.Parameter(torch.zeros(len(spec.user_dense), e))
         self.qkv = nn.Linear(e, 3 * e, bias=False)
+        # The bias b_k of U' W_k + b_k is the paper's, but a softmax over fields cancels it:
+        # kept for model files and parameter counts, its gradient is zero.
         self.task_attention = StackedLinear(k, e, e)
         self.state = StackedMLP(k, n_fields * e, (hidden,))
         self.score = StackedLinear(k, hidden, 1)
         self.residual, self.scale = residual, 1.0 / math.sqrt(e)
 
     def forward(self, emb: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dense_u = dense[:, self.dense_idx, None] * self.dense_vec + self.dense_bias  # (B, Du, E)
-        # index_select, not indexing: its backward (index_add) is ~10x faster on CPUs than
-        # indexing's accumulating index_put.
-        u = torch.cat([emb.index_select(1, self.sparse_idx), dense_u], dim=1)  # (B, Fu, E)
-        b, f, e = u.shape
-        q, k, v = self.qkv(u).split(e, dim=2)  # 3 x (B, Fu, E)
-        # softmax(Q K^T / sqrt(E)) V, with the scores held transposed (B, keys, queries): a
-        # softmax over a 12-long axis runs ~4x faster on CPUs as dim 1 than as the last dim.
-        attn_t = torch.softmax(k @ q.transpose(1, 2) * self.scale, dim=1)  # (B, Fu, Fu)
-        att = attn_t.transpose(1, 2) @ v  # (B, Fu, E)
-        u = u + att if self.residual else att
-        # s_k = U' * softmax_fields(U' W_k + b_k): every task's weights in one GEMM, one
-        # softmax over the fields (dim 1), then per task a contiguous (B, Fu * E) input.
-        weights = self.task_attention.flat(u.reshape(b * f, e)).view(b, f, -1)  # (B, Fu, K*E)
-        probs = torch.softmax(weights, dim=1)
-        s = [(u * p).view(b, -1) for p in probs.split(e, dim=2)]  # K x (B, Fu * E)
-        state = self.state(s)  # (B, K, H)
-        return state, self.score(state).squeeze(-1)  # (B, K, H), (B, K)
+        """``emb`` (B, F, E) every sparse field's embedding, ``dense`` (B, D) the dense
+        features -> state (B, K, H), score logits (B, K)."""
+        layer = self.state.layers[0]
+        params = (
+            self.dense_vec,
+            self.dense_bias,
+            self.qkv.weight,
+            self.task_attention.weight,
+            self.task_attention.bias,
+            layer.weight,
+            layer.bias,
+            self.score.weight,
+            self.score.bias,
+        )
+        return _UserStateFunction.apply(emb, dense, self, *params)
 
 
 class STANObjective(nn.Module):
@@ -244,10 +352,7 @@ class STAN(MultiTaskModel):
     def _run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         emb = self.inputs.embed(batch.sparse)  # (B, F, E)
         x = torch.cat([emb.flatten(1), batch.dense], dim=1)  # (B, F*E + D)
-        # Under bf16 autocast the branch runs in bf16 as the backbone does (CPU autocast keeps
-        # softmax in its input's dtype): measured 8-11 % less time per STAN step than a float32
-        # branch on AMD EPYC with AVX-512 BF16, with test AUC within 0.002 of float32
-        # (bench/train_speed.py). Softmaxes forced to float32 measured slower overall.
+        # The branch runs in float32 even under bf16 autocast (see _UserStateFunction).
         state, pref_logit = self.branch(emb, batch.dense)  # (B, K, H), (B, K)
         logits = self.backbone(
             x,

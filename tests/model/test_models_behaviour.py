@@ -138,3 +138,88 @@ def test_stan_loss_is_the_sum_of_its_parts(no_stage_loss, tiny_data):
     expected = out.parts["bce"] + (0.0 if no_stage_loss else out.parts["stage"])
     assert out.loss.item() == pytest.approx(float(expected), rel=1e-5)
     assert out.parts["stage"] > 0
+
+
+def _plain_branch(branch, emb, dense):
+    """STAN's user-state branch as the plain composition of torch ops (the module docstring's
+    steps 1-4), against which the hand-written forward and backward are held."""
+    dense_u = dense[:, branch.dense_idx, None] * branch.dense_vec + branch.dense_bias
+    u = torch.cat([emb.index_select(1, branch.sparse_idx), dense_u], dim=1)  # (B, Fu, E)
+    b, f, e = u.shape
+    q, k, v = branch.qkv(u).split(e, dim=2)
+    attn = torch.softmax(q @ k.transpose(1, 2) * branch.scale, dim=2)  # over keys
+    u = u + attn @ v if branch.residual else attn @ v
+    w = branch.task_attention
+    s = [
+        (u * torch.softmax(u @ w.weight[j] + w.bias[j], dim=1)).flatten(1)  # over fields
+        for j in range(w.weight.shape[0])
+    ]
+    layer = branch.state.layers[0]
+    state = torch.stack(
+        [torch.relu(x @ wj + bj) for x, wj, bj in zip(s, layer.weight, layer.bias, strict=True)],
+        dim=1,
+    )  # (B, K, H)
+    score = branch.score
+    pref = torch.stack(
+        [state[:, j] @ score.weight[j, :, 0] + score.bias[j, 0, 0] for j in range(len(s))], 1
+    )
+    return state, pref
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_user_state_branch_matches_the_plain_composition(residual, tiny_data):
+    """Outputs and every gradient (embeddings, all branch parameters) of the fused branch are
+    those of the plain composition, in float64, with a non-zero task-attention bias (which
+    the softmax over fields cancels: its gradient is zero either way)."""
+    model = _model("stan", tiny_data, {"attention_residual": residual}).double()
+    branch = model.branch
+    with torch.no_grad():
+        branch.task_attention.bias.normal_()
+        branch.dense_bias.normal_(std=0.1)
+    batch = tiny_data.bundle.batch(torch.arange(0, 96))
+    emb = model.inputs.embed(batch.sparse).detach().requires_grad_()
+    dense = batch.dense.double()
+    gen = torch.Generator().manual_seed(0)
+
+    def run(forward):
+        model.zero_grad(set_to_none=True)
+        emb.grad = None
+        state, pref = forward(branch, emb, dense)
+        g_state = torch.randn(state.shape, generator=gen.manual_seed(1), dtype=torch.float64)
+        g_pref = torch.randn(pref.shape, generator=gen.manual_seed(2), dtype=torch.float64)
+        ((state * g_state).sum() + (pref * g_pref).sum()).backward()
+        grads = {n: p.grad for n, p in branch.named_parameters()}
+        return {"state": state.detach(), "pref": pref.detach(), "emb": emb.grad, **grads}
+
+    fused, plain = run(type(branch).forward), run(_plain_branch)
+    assert set(fused) == set(plain)
+    for name, want in plain.items():
+        assert fused[name] is not None, name
+        torch.testing.assert_close(fused[name], want, rtol=1e-10, atol=1e-12, msg=name)
+    assert float(plain["task_attention.bias"].abs().max()) < 1e-12
+
+
+def test_user_state_branch_gradcheck(tiny_data):
+    """The hand-written backward against finite differences, with only the score used (the
+    default STAN) and with only the state used (state routing)."""
+    model = _model("stan", tiny_data).double()
+    branch = model.branch
+    batch = tiny_data.bundle.batch(torch.arange(0, 6))
+    emb = model.inputs.embed(batch.sparse).detach().requires_grad_()
+    dense = batch.dense.double()
+    params = [branch.qkv.weight, branch.task_attention.weight, branch.dense_vec]
+    assert torch.autograd.gradcheck(lambda e, *_: branch(e, dense)[1], (emb, *params))
+    assert torch.autograd.gradcheck(lambda e, *_: branch(e, dense)[0], (emb, *params))
+
+
+def test_user_state_branch_runs_in_float32_under_bf16_autocast(tiny_data):
+    model = _model("stan", tiny_data)
+    batch = tiny_data.bundle.batch(torch.arange(0, 64))
+    emb = model.inputs.embed(batch.sparse)
+    with torch.no_grad():
+        want = model.branch(emb, batch.dense)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model.branch(emb, batch.dense)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
