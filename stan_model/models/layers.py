@@ -283,6 +283,33 @@ def fold_bias(linear: StackedLinear) -> None:
     linear.bias.requires_grad_(False)
 
 
+class _BF16ReLU(torch.autograd.Function):
+    """In-place ReLU of a bfloat16 CPU tensor through its bits: as int16, every negative
+    number (and -0, -inf) is below -128, while +0, positives and NaNs of either sign are above
+    it, so ``threshold_(x, -128, 0)`` on the int16 view is exactly ``relu`` -- equal for all
+    65,536 bf16 bit patterns, NaNs kept -- and runs ~4x faster on CPUs than bf16 ``relu_``,
+    which converts every element to float32 and back. The backward is ``relu``'s own."""
+
+    @staticmethod
+    def forward(ctx, y):
+        torch.threshold_(y.view(torch.int16), -128, 0)
+        ctx.mark_dirty(y)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, y, 0)
+
+
+def relu_(y: torch.Tensor) -> torch.Tensor:
+    """``F.relu(y, inplace=True)``, through :class:`_BF16ReLU` for bfloat16 on the CPU."""
+    if y.dtype == torch.bfloat16 and y.device.type == "cpu":
+        return _BF16ReLU.apply(y)
+    return F.relu(y, inplace=True)
+
+
 class StackedMLP(nn.Module):
     """``n`` independent MLPs, batch first: (B, in) shared or (B, n, in) -> (B, n, out). Every
     layer is linear, then BatchNorm when ``batch_norm`` (torch-rechub's ``MLP`` layout), ReLU,
@@ -315,7 +342,7 @@ class StackedMLP(nn.Module):
             if self.norms is not None:
                 y = self.norms[i].flat(y, layer.bias if fold else None)
             # ReLU in place: neither the GEMM nor BatchNorm keeps its output for the backward.
-            x = self.dropout(F.relu(y, inplace=True)).view(y.shape[0], -1, layer.weight.shape[2])
+            x = self.dropout(relu_(y)).view(y.shape[0], -1, layer.weight.shape[2])
         return x
 
 

@@ -12,6 +12,7 @@ from stan_model.models.layers import (
     StackedMLP,
     _PerMapLinear,
     _SharedLinear,
+    relu_,
 )
 
 
@@ -132,3 +133,18 @@ def test_stacked_linear_takes_a_list_of_per_map_inputs():
     lin = StackedLinear(3, 4, 2)
     x = torch.randn(5, 3, 4)
     torch.testing.assert_close(lin(list(x.unbind(1))), lin(x))
+
+
+def test_bf16_in_place_relu_is_relu_for_every_bit_pattern():
+    bits = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    x = bits.view(torch.bfloat16).clone().requires_grad_()
+    want = torch.relu(x)
+    got = relu_(x.clone())
+    assert got.dtype == torch.bfloat16
+    nan = want.isnan()
+    assert torch.equal(got.isnan(), nan)
+    assert torch.equal(got[~nan].float(), want[~nan].float())  # -0 and +0 compare equal
+    grad = torch.randn(x.shape).bfloat16()
+    (want_grad,) = torch.autograd.grad(want, x, grad)
+    (got_grad,) = torch.autograd.grad(relu_(x.clone()), x, grad)
+    assert torch.equal(got_grad, want_grad)
